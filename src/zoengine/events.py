@@ -1,0 +1,107 @@
+"""Events a run publishes: to its bounded queue (live UI) and to ``metrics.jsonl`` (replay).
+
+Each event is a frozen dataclass; ``to_record()`` gives the JSON line (``{"event": "step", ...}``)
+and ``event_from_record()`` turns a line back into the event, so a UI that tails the log of a run
+it did not start sees exactly what a live subscriber sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"event": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class StepLogged(Event):
+    """One optimizer step. ``projected_grads`` has one scalar per query."""
+
+    kind: ClassVar[str] = "step"
+    step: int
+    loss: float
+    lr: float
+    projected_grads: list[float]
+    queries: int  # queries (two-point estimates) used in this step
+    forward_passes: int  # cumulative forward passes of the run, evaluation excluded
+    tokens: int  # cumulative training tokens fed to the model
+    seconds: float  # wall time of this step
+    extra: dict[str, Any] = field(default_factory=dict)  # method state: Q_k, annealing, gate sparsity ...
+
+
+@dataclass(frozen=True)
+class EvalDone(Event):
+    """An evaluation on ``split`` (dev during training, test at the end)."""
+
+    kind: ClassVar[str] = "eval"
+    step: int
+    split: str
+    loss: float
+    accuracy: float
+    examples: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StatusChanged(Event):
+    """Run status: created, loading, running, paused, stopping, finished, stopped, failed."""
+
+    kind: ClassVar[str] = "status"
+    status: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class LogMessage(Event):
+    kind: ClassVar[str] = "log"
+    level: str  # info | warning | error
+    text: str
+
+
+@dataclass(frozen=True)
+class RunInfo(Event):
+    """Facts known once the model is loaded: sizes, trainable count, steps per epoch."""
+
+    kind: ClassVar[str] = "info"
+    model: str
+    total_params: int
+    trainable_params: int
+    n_train: int
+    n_dev: int
+    n_test: int
+    total_steps: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (StepLogged, EvalDone, StatusChanged, CheckpointSaved, LogMessage, RunInfo)
+}
+
+
+def event_from_record(record: dict[str, Any]) -> Event | None:
+    """Rebuild an event from its JSON line; unknown kinds and extra keys are ignored."""
+    cls = EVENT_TYPES.get(record.get("event", ""))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in record.items() if k in names})
+    except TypeError:
+        return None
