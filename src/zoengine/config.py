@@ -46,33 +46,50 @@ class ModelConfig:
     )
     kind: str = field(default="auto", metadata={"help": "auto | causal_lm | masked_lm | classifier"})
     dtype: str = field(
-        default="auto", metadata={"help": "dtype of the frozen base: auto (fp32 on CPU, bf16 on CUDA) | float32 | bfloat16 | float16"}
+        default="auto",
+        metadata={
+            "help": "dtype of the frozen base: auto (fp32 on CPU, bf16 on CUDA) | float32 | bfloat16 | float16"
+        },
     )
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
-    max_length: int = field(default=64, metadata={"help": "prompt length in tokens (longer prompts are cut from the left)"})
+    max_length: int = field(
+        default=64, metadata={"help": "prompt length in tokens (longer prompts are cut from the left)"}
+    )
 
 
 @dataclass
 class TaskConfig:
     name: str = field(
         default="rotten-tomatoes",
-        metadata={"help": "zoo data set, MeZO task (sst2, rte, cb, boolq, wsc, wic, multirc, copa) or 'file'"},
+        metadata={
+            "help": "zoo data set, MeZO task (sst2, rte, cb, boolq, wsc, wic, multirc, copa) or 'file'"
+        },
     )
-    path: str | None = field(default=None, metadata={"help": "local CSV/JSONL/parquet file or hub data set id"})
-    text_columns: list[str] = field(default_factory=list, metadata={"help": "column(s) filling {placeholders}"})
+    path: str | None = field(
+        default=None, metadata={"help": "local CSV/JSONL/parquet file or hub data set id"}
+    )
+    text_columns: list[str] = field(
+        default_factory=list, metadata={"help": "column(s) filling {placeholders}"}
+    )
     label_column: str = field(default="label", metadata={"help": "column holding the label"})
-    template: str | None = field(default=None, metadata={"help": "prompt template with {column} placeholders"})
+    template: str | None = field(
+        default=None, metadata={"help": "prompt template with {column} placeholders"}
+    )
     label_words: list[str] | None = field(default=None, metadata={"help": "one verbalizer word per label"})
     n_train: int = field(default=1000, metadata={"help": "training examples"})
     n_dev: int = field(default=500, metadata={"help": "development examples (eval during training)"})
     n_test: int = field(default=1000, metadata={"help": "held-out test examples"})
-    k_shot: int | None = field(default=None, metadata={"help": "k examples per class for train (overrides n_train)"})
+    k_shot: int | None = field(
+        default=None, metadata={"help": "k examples per class for train (overrides n_train)"}
+    )
     seed: int = field(default=42, metadata={"help": "seed of the train/dev/test split"})
 
 
 @dataclass
 class AdapterConfig:
-    method: str = field(default="full", metadata={"help": "full | subset | bitfit | lora | lora_xs | sora | tt"})
+    method: str = field(
+        default="full", metadata={"help": "full | subset | bitfit | lora | lora_xs | sora | tt"}
+    )
     targets: list[str] | None = field(
         default=None, metadata={"help": "module/parameter name patterns; empty = per-architecture default"}
     )
@@ -94,12 +111,16 @@ class OptimizerConfig:
 class RunSettings:
     steps: int = field(default=500, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "examples per step"})
-    eval_every: int = field(default=100, metadata={"help": "evaluate on dev every N steps (0 = only at the end)"})
+    eval_every: int = field(
+        default=100, metadata={"help": "evaluate on dev every N steps (0 = only at the end)"}
+    )
     eval_batch_size: int = field(default=32, metadata={"help": "examples per evaluation forward"})
     checkpoint_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
     zero_shot_eval: bool = field(default=True, metadata={"help": "evaluate on dev before training"})
     seed: int = field(default=0, metadata={"help": "seed for data order and perturbations"})
-    output_dir: str | None = field(default=None, metadata={"help": "run directory (default: under the runs home)"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "run directory (default: under the runs home)"}
+    )
     name: str | None = field(default=None, metadata={"help": "run name"})
 
 
@@ -190,7 +211,9 @@ class RunConfig:
             raise ConfigError("must not be empty", field="model.name")
         _positive("model.max_length", m.max_length)
         if t.template is not None and "{" not in t.template:
-            raise ConfigError("template must contain a {column} placeholder such as {text}", field="task.template")
+            raise ConfigError(
+                "template must contain a {column} placeholder such as {text}", field="task.template"
+            )
         if t.label_words is not None:
             if len(t.label_words) < 2:
                 raise ConfigError("needs at least two label words", field="task.label_words")
@@ -254,7 +277,9 @@ def _coerce(dotted: str, value: Any, f: dataclasses.Field[Any]) -> Any:
     type_text = str(f.type)
     if isinstance(value, str) and not type_text.startswith("str"):
         value = _parse_scalar(value)
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and "None" in type_text):
+    if value is None or (
+        isinstance(value, str) and value.lower() in ("none", "null") and "None" in type_text
+    ):
         if "None" in type_text:
             return None
         raise ConfigError("must not be empty", field=dotted)

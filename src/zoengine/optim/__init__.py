@@ -1,10 +1,122 @@
-"""Zeroth-order optimizers (placeholder until the optimizer module lands)."""
+"""Zeroth-order optimizers (and a first-order baseline) behind one ``torch.optim``-like API.
+
+    from zoengine.optim import build_optimizer, make_lr_lambda
+    opt = build_optimizer(cfg.optimizer, groups, seed=0, total_steps=500, steps_per_epoch=63)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, make_lr_lambda(cfg.optimizer, 500))
+    loss = opt.step(lambda: loss_on(model, batch))   # ZO: called 2·Q times under no_grad
+    opt.last_stats  # queries, forward_passes, projected_grads, loss_plus/minus, lr, method state
+
+Registry names: ``mezo_sgd``, ``zo_sgd_mmt``, ``zo_sgd_sign``, ``adazeta``, ``zo_adamu``,
+``zo_adam``, ``fo_adamw``. ``OPTIMIZERS[name]`` carries the class, options (with help), a one-line
+description, the paper preset and a memory note.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from zoengine.errors import ConfigError
+from zoengine.optim.base import RESTORE_MODES, ZOOptimizer, tensor_seed
+from zoengine.optim.fo_adamw import FOAdamW
+from zoengine.optim.registry import OPTIMIZERS, OptimizerSpec, check_adamu_horizon, parse_options
+from zoengine.optim.schedules import (
+    adamu_anneal,
+    adazeta_beta,
+    adazeta_query_count,
+    lr_factor,
+    make_lr_lambda,
+)
+from zoengine.optim.zo_adam import ZOAdam
+from zoengine.optim.zo_adamu import ZOAdaMU, resolve_adamu_horizon
+from zoengine.optim.zo_sgd import AdaZeta, MezoSGD, ZOSGDMomentum, ZOSGDSign
+
+__all__ = [
+    "OPTIMIZERS",
+    "RESTORE_MODES",
+    "AdaZeta",
+    "FOAdamW",
+    "MezoSGD",
+    "OptimizerSpec",
+    "ZOAdaMU",
+    "ZOAdam",
+    "ZOOptimizer",
+    "ZOSGDMomentum",
+    "ZOSGDSign",
+    "adamu_anneal",
+    "adazeta_beta",
+    "adazeta_query_count",
+    "build_optimizer",
+    "lr_factor",
+    "make_lr_lambda",
+    "tensor_seed",
+    "validate_config",
+]
+
+_LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
-def validate_config(cfg) -> None:  # noqa: ANN001
-    if cfg.name not in ("mezo_sgd",):
-        raise ConfigError(f"unknown optimizer; allowed: mezo_sgd (got {cfg.name!r})", field="optimizer.name")
+def validate_config(cfg: Any) -> None:
+    """Check ``cfg.name`` and the common + method-specific settings; one-line ``ConfigError``."""
+    if cfg.name not in OPTIMIZERS:
+        allowed = ", ".join(OPTIMIZERS)
+        raise ConfigError(f"unknown optimizer; allowed: {allowed} (got {cfg.name!r})", field="optimizer.name")
+    if not _is_number(cfg.lr) or not cfg.lr > 0:
+        raise ConfigError(f"must be > 0 (got {cfg.lr!r})", field="optimizer.lr")
+    if not _is_number(cfg.eps) or not cfg.eps > 0:
+        raise ConfigError(f"must be > 0 (got {cfg.eps!r})", field="optimizer.eps")
+    if not _is_number(cfg.weight_decay) or cfg.weight_decay < 0:
+        raise ConfigError(f"must be >= 0 (got {cfg.weight_decay!r})", field="optimizer.weight_decay")
+    if cfg.lr_schedule not in _LR_SCHEDULES:
+        raise ConfigError(
+            f"must be one of {', '.join(_LR_SCHEDULES)} (got {cfg.lr_schedule!r})",
+            field="optimizer.lr_schedule",
+        )
+    if not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < 0:
+        raise ConfigError(
+            f"must be an integer >= 0 (got {cfg.warmup_steps!r})", field="optimizer.warmup_steps"
+        )
+    parse_options(cfg.name, dict(cfg.options or {}))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def build_optimizer(
+    cfg: Any,
+    param_groups: list[dict[str, Any]],
+    *,
+    seed: int,
+    total_steps: int,
+    steps_per_epoch: int,
+) -> ZOOptimizer:
+    """Validate ``cfg`` and build its optimizer over ``param_groups``.
+
+    Groups: ``{"params": [...], "names": [...], "weight_decay": float (optional)}``; a group
+    without ``weight_decay`` gets ``cfg.weight_decay``. ``total_steps``/``steps_per_epoch`` feed
+    the AdaZeta schedule (E_total = total/per-epoch) and ZO-AdaMU's default T1/T2/T3.
+    """
+    validate_config(cfg)
+    opts = parse_options(cfg.name, dict(cfg.options or {}))
+    kwargs: dict[str, Any] = {
+        k: v for k, v in dataclasses.asdict(opts).items() if k not in ("T1", "T2", "T3")
+    }
+    groups = [dict(g) for g in param_groups]
+    if not groups or not any(g.get("params") for g in groups):
+        raise ConfigError("no trainable parameters to optimize", field="optimizer.name")
+    common = {
+        "lr": float(cfg.lr),
+        "eps": float(cfg.eps),
+        "weight_decay": float(cfg.weight_decay),
+        "seed": int(seed),
+    }
+    if cfg.name == "adazeta":
+        kwargs.update(steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    if cfg.name == "zo_adamu":
+        t1, t2, t3 = resolve_adamu_horizon(total_steps, opts.T1, opts.T2, opts.T3)  # type: ignore[attr-defined]
+        check_adamu_horizon(t1, t2, t3)
+        kwargs.update(T1=t1, T2=t2, T3=t3)
+    if cfg.name == "fo_adamw":
+        kwargs.pop("restore", None)
+    return OPTIMIZERS[cfg.name].cls(groups, **common, **kwargs)

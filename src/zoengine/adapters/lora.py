@@ -1,0 +1,63 @@
+"""LoRA: Δy = (alpha/r) · B A x with A (r×in) uniform(±1/√in) and B (out×r) zero, so step 0 is the base.
+
+Dropout is fixed at 0: ZO training compares two forwards of the same batch, which must see the
+same function.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoengine.adapters.base import (
+    AdapterHandle,
+    AdapterMethod,
+    AdapterModule,
+    OptionSpec,
+    inject,
+    rank_option,
+    uniform_,
+)
+from zoengine.config import AdapterConfig
+
+
+class LoraDelta(AdapterModule):
+    """Trainable A, B; same A init as PEFT (kaiming-uniform with a=√5 is U(±1/√in))."""
+
+    kind = "lora"
+
+    def __init__(self, fin: int, fout: int, r: int, alpha: float, gen: torch.Generator) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.r = fin, fout, r
+        self.scaling = alpha / r
+        self.A = nn.Parameter(uniform_(torch.empty(r, fin), 1.0 / math.sqrt(fin), gen))
+        self.B = nn.Parameter(torch.zeros(fout, r))
+
+    def delta(self, x: Tensor) -> Tensor:
+        return (x @ self.A.T) @ self.B.T * self.scaling
+
+    def lora_factors(self) -> tuple[Tensor, Tensor]:
+        return self.A.detach(), self.B.detach() * self.scaling
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "r": self.r, "scaling": self.scaling}
+
+
+class Lora(AdapterMethod):
+    name = "lora"
+    help = "low-rank update B·A on the target linears (B zero-initialised)"
+    options = (
+        rank_option(8),
+        OptionSpec("alpha", "float", 16.0, "scaling numerator: Δ = alpha/r · B A", minimum=0.0),
+    )
+
+    def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:
+        from zoengine.adapters.base import linear_dims
+
+        def make(target: str, layer: nn.Module, gen: torch.Generator) -> LoraDelta:
+            return LoraDelta(*linear_dims(layer), opts["r"], opts["alpha"], gen)
+
+        return inject(self, model, cfg, opts, seed, make)

@@ -1,0 +1,236 @@
+"""Tensor-train bottleneck adapters (AdaZeta, arXiv 2406.18060): y ← y + s · up(ReLU(down(y))).
+
+Both maps are TT layers: a weight W (in×out) is never a parameter; it is the contraction of cores
+G_i (r_{i-1} × k_i × r_i), r_0 = r_n = 1, where the leading modes factor ``in`` and the trailing modes
+factor ``out`` (row-major, as in the authors' code). Parameters per map: Σ r_{i-1} k_i r_i
+([16,16,16,4,4,4], r=5 → 1100).
+
+Forward is the *parallel (bipartite)* contraction: the input-side cores contract to L (in × r_s)
+and the output-side cores to R (r_s × out), independently; y = (x L) R + b. W = L R is never
+formed, and it has rank ≤ r_s. ``forward_sequential`` contracts the whole chain into W first and is
+kept as the reference the tests compare against.
+
+Shapes: derived by factorising each side into at most ``tt_modes`` balanced factors
+(4096 → [16,16,16], 64 → [4,4,4]); ``tt_shape`` overrides them with the down map's modes (a prefix
+multiplying to the layer width d, the rest to the bottleneck); the up map uses the reversed list.
+
+Placement (Houlsby): hooks on the attention output projection and the FFN output projection, so
+the adapter sees and corrects their output before the residual add (BERT: before LayerNorm). All
+base tensors, LayerNorm included, stay frozen. ``zero_init_up`` zeroes the up map's last core and
+bias, so the step-0 model equals the base while every core still gets a first-order signal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoengine.adapters.base import (
+    AdapterHandle,
+    AdapterMethod,
+    AdapterModule,
+    OptionSpec,
+    inject,
+    linear_dims,
+    uniform_,
+)
+from zoengine.config import AdapterConfig
+from zoengine.errors import AdapterError
+
+
+def factorize(n: int, modes: int) -> list[int]:
+    """Split n into at most ``modes`` factors with the smallest largest factor (4096 → [16,16,16],
+    576 → [9,8,8]), largest first, 1s dropped."""
+
+    def search(m: int, k: int, cap: int) -> list[int] | None:
+        # best non-increasing factorisation of m into k factors, each <= cap
+        if k == 1:
+            return [m] if m <= cap else None
+        best: list[int] | None = None
+        for f in range(min(m, cap), 0, -1):
+            if m % f or f**k < m:  # f must divide m; f^k < m means the rest cannot fit under f
+                continue
+            rest = search(m // f, k - 1, f)
+            if rest is not None and (best is None or (f, -rest[-1]) < (best[0], -best[-1])):
+                best = [f, *rest]
+        return best
+
+    found = search(n, max(1, modes), n) or [n]
+    return [f for f in found if f > 1] or [1]
+
+
+def split_point(shape: list[int], fin: int, fout: int) -> int | None:
+    """Index s with prod(shape[:s]) == fin and prod(shape[s:]) == fout, or None."""
+    prod = 1
+    for s, k in enumerate(shape):
+        if prod == fin and math.prod(shape[s:]) == fout and s > 0:
+            return s
+        prod *= k
+    return None
+
+
+class TTLinear(nn.Module):
+    """Linear map in×out stored as TT cores; forward by bipartite contraction."""
+
+    def __init__(
+        self,
+        fin: int,
+        fout: int,
+        shape: list[int],
+        rank: int,
+        gen: torch.Generator,
+        *,
+        bias: bool = True,
+        zero_last: bool = False,
+    ) -> None:
+        super().__init__()
+        split = split_point(shape, fin, fout)
+        if split is None:
+            raise AdapterError(
+                f"TT shape {shape} does not factor {fin}->{fout} (a prefix must multiply to {fin}, the rest to {fout})",
+                field="adapter.tt_shape",
+            )
+        self.in_features, self.out_features, self.shape, self.split = fin, fout, list(shape), split
+        n = len(shape)
+        self.ranks = [1] + [rank] * (n - 1) + [1]
+        # authors' init: randn / sqrt(r_i) * sigma^(1/n), sigma = sqrt(1 / (in + out))
+        scale = math.sqrt(1.0 / (fin + fout)) ** (1.0 / n)
+        cores = []
+        for i, k in enumerate(shape):
+            g = (
+                torch.randn(self.ranks[i], k, self.ranks[i + 1], generator=gen)
+                / math.sqrt(self.ranks[i + 1])
+                * scale
+            )
+            cores.append(nn.Parameter(g))
+        if zero_last:
+            cores[-1].data.zero_()
+        self.cores = nn.ParameterList(cores)
+        if bias:
+            b = torch.zeros(fout) if zero_last else uniform_(torch.empty(fout), 1.0 / math.sqrt(fout), gen)
+            self.bias: nn.Parameter | None = nn.Parameter(b)
+        else:
+            self.bias = None
+
+    def num_core_params(self) -> int:
+        return sum(c.numel() for c in self.cores)
+
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """(L in×r_s, R r_s×out): the two halves of the chain, contracted independently."""
+        left = self.cores[0].reshape(self.shape[0], self.ranks[1])
+        for i in range(1, self.split):
+            c = self.cores[i]
+            left = (left @ c.reshape(c.shape[0], -1)).reshape(-1, c.shape[2])
+        right = self.cores[self.split]
+        right = right.reshape(right.shape[0], -1)
+        for i in range(self.split + 1, len(self.shape)):
+            c = self.cores[i]
+            right = (right.reshape(-1, c.shape[0]) @ c.reshape(c.shape[0], -1)).reshape(right.shape[0], -1)
+        return left, right.reshape(self.ranks[self.split], self.out_features)
+
+    def full_weight(self) -> Tensor:
+        """Sequential contraction of the whole chain into W (in×out) — the reference path."""
+        t = self.cores[0]
+        for c in self.cores[1:]:
+            t = torch.tensordot(t, c, dims=([-1], [0]))
+        return t.reshape(self.in_features, self.out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        left, right = self.factors()
+        y = (x.reshape(-1, self.in_features) @ left) @ right  # never forms W; flatten, never squeeze
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y + self.bias if self.bias is not None else y
+
+    def forward_sequential(self, x: Tensor) -> Tensor:
+        y = x @ self.full_weight()
+        return y + self.bias if self.bias is not None else y
+
+
+class TTAdapter(AdapterModule):
+    """Bottleneck d → b → d with TT maps and ReLU; acts on the hooked layer's *output*."""
+
+    kind = "tt"
+
+    def __init__(
+        self, d: int, b: int, shape: list[int], rank: int, opts: dict[str, Any], gen: torch.Generator
+    ) -> None:
+        super().__init__()
+        self.in_features = self.out_features = d
+        self.bottleneck, self.scale = b, opts["scale"]
+        self.down = TTLinear(d, b, shape, rank, gen, bias=opts["bias"])
+        self.up = TTLinear(b, d, shape[::-1], rank, gen, bias=opts["bias"], zero_last=opts["zero_init_up"])
+        self.sequential = False  # reference path switch (tests, bench)
+
+    def delta(self, h: Tensor) -> Tensor:
+        if self.sequential:
+            return self.up.forward_sequential(torch.relu(self.down.forward_sequential(h))) * self.scale
+        return self.up(torch.relu(self.down(h))) * self.scale
+
+    def hook(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
+        return output + self.delta(output.float()).to(output.dtype)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "in": self.in_features,
+            "out": self.out_features,
+            "bottleneck": self.bottleneck,
+            "tt_shape_down": self.down.shape,
+            "tt_shape_up": self.up.shape,
+            "tt_ranks": self.down.ranks,
+        }
+
+
+def tt_shape_for(d: int, opts: dict[str, Any], target: str) -> tuple[int, list[int]]:
+    """(bottleneck, down-map TT shape) for a layer of width d."""
+    if opts["tt_shape"] is not None:
+        shape = list(opts["tt_shape"])
+        prod, split = 1, None
+        for s, k in enumerate(shape):
+            if prod == d and s > 0:
+                split = s
+                break
+            prod *= k
+        if split is None:
+            raise AdapterError(
+                f"TT shape {shape} has no prefix whose product is {d} (width of {target}); "
+                f"product of all modes is {math.prod(shape)}",
+                field="adapter.tt_shape",
+            )
+        b = math.prod(shape[split:])
+        if "bottleneck" in opts["_given"] and b != opts["bottleneck"]:
+            raise AdapterError(
+                f"TT shape {shape} gives bottleneck {b}, but bottleneck = {opts['bottleneck']}",
+                field="adapter.tt_shape",
+            )
+        return b, shape
+    b = min(opts["bottleneck"], d)
+    return b, factorize(d, opts["tt_modes"]) + factorize(b, opts["tt_modes"])
+
+
+class TensorTrain(AdapterMethod):
+    name = "tt"
+    help = "AdaZeta tensor-train bottleneck adapters after attention and FFN outputs"
+    no_lora_reason = "TT adapters are non-linear (ReLU bottleneck) and have no LoRA form: use native"
+    no_merge_reason = "TT adapters are non-linear (ReLU bottleneck): use native"
+    options = (
+        OptionSpec("r", "int", 5, "TT rank (all interior ranks)", minimum=0),
+        OptionSpec("bottleneck", "int", 64, "bottleneck width (capped at the layer width)", minimum=0),
+        OptionSpec(
+            "tt_shape", "int_list", None, "explicit down-map modes, e.g. [16,16,16,4,4,4]", optional=True
+        ),
+        OptionSpec("tt_modes", "int", 3, "modes per side when deriving shapes", minimum=0),
+        OptionSpec("bias", "bool", True, "trainable TT biases (authors' code: yes)"),
+        OptionSpec("zero_init_up", "bool", True, "zero the up map's last core and bias: step 0 = base"),
+        OptionSpec("scale", "float", 1.0, "adapter output scale s", minimum=0.0),
+    )
+
+    def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:
+        def make(target: str, layer: nn.Module, gen: torch.Generator) -> TTAdapter:
+            d = linear_dims(layer)[1]
+            b, shape = tt_shape_for(d, opts, target)
+            return TTAdapter(d, b, shape, opts["r"], opts, gen)
+
+        return inject(self, model, cfg, opts, seed, make, placement=True)

@@ -1,0 +1,69 @@
+"""ZO-Adam (ZO-AdaMM, Chen et al. 2019): Adam's moments on the averaged ZO estimate.
+
+    ĝ = (1/Q) Σ pg_q z_q;  m ← β1 m + (1−β1) ĝ;  v ← β2 v + (1−β2) ĝ²
+    θ ← θ(1 − ηλ) − η · m̂ / (√v̂ + adam_eps)        (bias-corrected, decoupled decay)
+
+Two trainable-sized buffers (+2x trainable): negligible with adapters, heavy for full tuning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from zoengine.optim.base import ZOOptimizer
+
+__all__ = ["ZOAdam"]
+
+
+class ZOAdam(ZOOptimizer):
+    """Adam on ZO estimates; ``adam_eps`` is Adam's denominator term (``eps`` is the perturbation)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        lr: float = 1e-4,
+        eps: float = 1e-3,
+        weight_decay: float = 0.0,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        adam_eps: float = 1e-8,
+        q: int = 1,
+        seed: int = 0,
+        restore: str = "auto",
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "beta1": beta1,
+            "beta2": beta2,
+            "adam_eps": adam_eps,
+            "q": int(q),
+        }
+        super().__init__(params, defaults, seed=seed, restore=restore)
+
+    def _update(
+        self,
+        params: list[tuple[torch.Tensor, dict[str, Any]]],
+        seeds: list[int],
+        pgs: list[float],
+        pending_restore: bool,
+    ) -> None:
+        t = self._t
+        for i, (p, group) in enumerate(params):
+            g = self._estimate(p, i, seeds, pgs)
+            b1, b2 = group["beta1"], group["beta2"]
+            state = self.state[p]
+            if "exp_avg" not in state:
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m.mul_(b1).add_(g, alpha=1.0 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+            denom = (v / (1.0 - b2**t)).sqrt_().add_(group["adam_eps"])
+            self._decay(p, group)
+            p.addcdiv_(m, denom, value=-group["lr"] / (1.0 - b1**t))

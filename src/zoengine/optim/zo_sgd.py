@@ -1,0 +1,149 @@
+"""ZO-SGD family: MeZO (Q fixed), AdaZeta (Q_k scheduled per epoch), momentum and sign variants.
+
+    θ ← θ − η · (1/Q) Σ_q pg_q · z_q,    pg_q = (ℓ(θ+εz_q) − ℓ(θ−εz_q)) / 2ε
+
+MeZO and AdaZeta need no trainable-sized buffer: the update regenerates each z_q tensor by
+tensor and applies ``pg_q/Q · z_q`` sequentially. Momentum keeps one buffer (+1x trainable);
+sign keeps none (a tensor-sized temporary while the tensor is updated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from zoengine.optim.base import ZOOptimizer
+from zoengine.optim.schedules import adazeta_beta, adazeta_query_count
+
+__all__ = ["AdaZeta", "MezoSGD", "ZOSGDMomentum", "ZOSGDSign"]
+
+Params = list[tuple[torch.Tensor, dict[str, Any]]]
+
+
+class MezoSGD(ZOOptimizer):
+    """ZO-SGD with MeZO's in-place seeded perturbation; ``q`` queries averaged on one batch."""
+
+    fused_restore = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        lr: float = 1e-6,
+        eps: float = 1e-3,
+        weight_decay: float = 0.0,
+        q: int = 1,
+        seed: int = 0,
+        restore: str = "auto",
+    ) -> None:
+        defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "q": int(q)}
+        super().__init__(params, defaults, seed=seed, restore=restore)
+
+    def _update(self, params: Params, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
+        n = len(seeds)
+        for i, (p, group) in enumerate(params):
+            last_z = None
+            if pending_restore:  # p = θ − εz_last: add +εz_last back first (exactly the unfused ops)
+                last_z = self.direction(p, i, seeds[-1])
+                p.add_(last_z, alpha=group["eps"])
+            self._decay(p, group)
+            for j, (seed, pg) in enumerate(zip(seeds, pgs, strict=True)):
+                z = last_z if (last_z is not None and j == n - 1) else self.direction(p, i, seed, slot=1)
+                p.add_(z, alpha=-group["lr"] * pg / n)
+
+
+class AdaZeta(MezoSGD):
+    """Multi-query RGE with AdaZeta's schedule ``Q_k = min(max(⌊α·e_k^β⌋, min_q), q_max)``.
+
+    ``e_k`` is the 0-based epoch of step k (``steps_per_epoch`` from the data loader). β is given
+    directly or derived from ``q_target`` at the last epoch as the authors' code does:
+    ``β = ln(q_target/α) / ln(E_total)``, ``E_total = total_steps / steps_per_epoch``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        lr: float = 1e-4,
+        eps: float = 1e-3,
+        weight_decay: float = 0.0,
+        alpha: float = 0.85,
+        beta: float | None = None,
+        q_target: float = 20.0,
+        q_max: int = 15,
+        min_q: int = 1,
+        steps_per_epoch: int = 1,
+        total_steps: int = 1,
+        seed: int = 0,
+        restore: str = "auto",
+    ) -> None:
+        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay, q=1, seed=seed, restore=restore)
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        total_epochs = max(1, int(total_steps)) / self.steps_per_epoch
+        self.alpha = float(alpha)
+        self.beta = float(beta) if beta is not None else adazeta_beta(q_target, alpha, total_epochs)
+        self.q_max = int(q_max)
+        self.min_q = int(min_q)
+
+    def queries_for_step(self, t: int) -> int:
+        return adazeta_query_count(t - 1, self.steps_per_epoch, self.alpha, self.beta, self.q_max, self.min_q)
+
+    def _method_stats(self) -> dict[str, Any]:
+        return {"q_k": self.queries_for_step(self._t), "epoch": (self._t - 1) // self.steps_per_epoch}
+
+
+class ZOSGDMomentum(ZOOptimizer):
+    """ZO-SGD-MMT (ZO-Bench): heavy-ball momentum on the ZO estimate, ``m ← μm + ĝ; θ ← θ − ηm``."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        lr: float = 1e-6,
+        eps: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        q: int = 1,
+        seed: int = 0,
+        restore: str = "auto",
+    ) -> None:
+        defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "momentum": momentum, "q": int(q)}
+        super().__init__(params, defaults, seed=seed, restore=restore)
+
+    def _update(self, params: Params, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
+        for i, (p, group) in enumerate(params):
+            g = self._estimate(p, i, seeds, pgs)
+            state = self.state[p]
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                state["momentum_buffer"] = buf = g
+            else:
+                buf.mul_(group["momentum"]).add_(g)
+            self._decay(p, group)
+            p.add_(buf, alpha=-group["lr"])
+
+
+class ZOSGDSign(ZOOptimizer):
+    """ZO-SGD-Sign (ZO-Bench): ``θ ← θ − η·sign(ĝ)``; robust to the scale of the ZO estimate."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        lr: float = 1e-6,
+        eps: float = 1e-3,
+        weight_decay: float = 0.0,
+        q: int = 1,
+        seed: int = 0,
+        restore: str = "auto",
+    ) -> None:
+        defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "q": int(q)}
+        super().__init__(params, defaults, seed=seed, restore=restore)
+
+    def _update(self, params: Params, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
+        for i, (p, group) in enumerate(params):
+            g = self._estimate(p, i, seeds, pgs)
+            self._decay(p, group)
+            p.add_(g.sign_(), alpha=-group["lr"])

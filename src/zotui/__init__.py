@@ -1,0 +1,13 @@
+"""zotui: the Textual terminal app for zoengine (configure, watch live, control, compare, export).
+
+    zotui                      # Setup screen on the offline default
+    zotui --config run.toml    # Setup pre-filled from a TOML file
+    zotui --run RUN_DIR        # open a past run (replay its curves)
+    zotui --demo               # a scripted engine, to try the app without a model
+
+All training logic lives in ``zoengine``; this package only displays and controls it.
+"""
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

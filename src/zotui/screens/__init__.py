@@ -1,0 +1,1 @@
+"""Screens of the app, one module each: setup, fetch, dashboard, runs (+ compare), export, help."""

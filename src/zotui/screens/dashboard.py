@@ -1,0 +1,196 @@
+"""The run dashboard: curves, counters, memory, progress, log, and the run's controls.
+
+Display only: the app drains the engine queue into the runner's ``RunState`` and calls
+``refresh_view()`` at most 4 times a second; each widget redraws only when the state's version
+changed, and only the visible plot tab is rebuilt. ``ReplayScreen`` (runs screen) reuses the same
+widgets for a finished run read from ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar, Static, TabbedContent, TabPane
+
+from zotui.runner import EngineRunner
+from zotui.state import RunState, format_duration
+from zotui.widgets.counters import CountersPanel
+from zotui.widgets.log_pane import LogPane
+from zotui.widgets.memory import MemoryPanel
+from zotui.widgets.plots import Figure, Line, Points, SeriesPlot
+from zotui.widgets.sora import SoraView
+
+PLOT_TABS = ("loss", "grad", "queries", "sora")
+
+
+def loss_figure(state: RunState) -> Figure:
+    """Raw and smoothed train loss plus dev loss and dev accuracy (right axis) points."""
+    dev = state.dev_points()
+    return Figure(
+        title="train loss (raw, ema) · dev loss · dev acc (right)",
+        lines=[Line("raw", state.loss, "gray"), Line("ema", state.smoothed, "cyan")],
+        points=[
+            Points("dev loss", [e.step for e in dev], [e.loss for e in dev], "yellow", "dot"),
+            Points("dev acc", [e.step for e in dev], [e.accuracy for e in dev], "green", "+", yside="right"),
+        ],
+    )
+
+
+def figure_for(tab: str, state: RunState) -> Figure:
+    if tab == "grad":
+        return Figure("mean |projected gradient| per step", [Line("|g|", state.grad, "magenta")])
+    if tab == "queries":
+        return Figure(
+            "queries per step (Q_k) · lr",
+            [Line("queries", state.queries, "green"), Line("lr", state.lr, "blue", yside="right")],
+        )
+    if tab == "sora":
+        return Figure("SoRA gate sparsity", [Line("sparsity", state.sparsity, "yellow")])
+    return loss_figure(state)
+
+
+class RunView(Vertical):
+    """Curves + numbers + log for one ``RunState`` (shared by the live dashboard and replays)."""
+
+    def __init__(self, state: RunState, device: str | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state = state
+        self.device = device
+        self.logs_seen = 0
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="run-main"):
+            with TabbedContent(id="plot-tabs"):
+                for tab in PLOT_TABS:
+                    with TabPane(tab, id=f"tab-{tab}"):
+                        yield SeriesPlot(id=f"plot-{tab}")
+                        if tab == "sora":
+                            yield SoraView(id="sora-view")
+            with Vertical(id="run-side"):
+                yield CountersPanel(id="counters")
+                yield MemoryPanel(self.device, id="memory")
+        yield LogPane(id="log")
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.refresh_view(force=True)
+
+    def refresh_view(self, force: bool = False) -> None:
+        """Redraw what changed since the last call."""
+        state = self.state
+        self.query_one(CountersPanel).show_state(state)
+        tab = (self.query_one("#plot-tabs", TabbedContent).active or "tab-loss").removeprefix("tab-")
+        plot = self.query_one(f"#plot-{tab}", SeriesPlot)
+        plot.show_figure(figure_for(tab, state), None if force else state.version)
+        if tab == "sora":
+            self.query_one(SoraView).show_modules(state.per_module, state.effective_rank)
+        log = self.query_one(LogPane)
+        for level, text in state.logs_since(self.logs_seen):
+            log.add(level, text)
+        self.logs_seen = state.log_total
+
+
+class DashboardScreen(Screen[None]):
+    """The live run: everything in ``RunView`` plus progress and controls."""
+
+    BINDINGS = [
+        Binding(
+            "p,space", "pause_resume", "Pause/Resume", id="pause-resume", tooltip="Pause or resume the engine"
+        ),
+        Binding(
+            "s", "stop_save", "Stop & save", id="stop-save", tooltip="Stop within one query and checkpoint"
+        ),
+        Binding(
+            "e", "evaluate_now", "Eval now", id="evaluate-now", tooltip="Evaluate on dev after this step"
+        ),
+        Binding("x", "export", "Export", id="export", tooltip="Export the adapter (native, PEFT, merged)"),
+        Binding(
+            "escape,b",
+            "back_to_setup",
+            "Setup",
+            id="back-to-setup",
+            tooltip="Back to setup; the run continues",
+        ),
+    ]
+
+    def __init__(self, runner: EngineRunner) -> None:
+        super().__init__()
+        self.runner = runner
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="run-title")
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=None, show_eta=False, id="progress")
+            yield Static("", id="progress-text")
+        device = self.runner.config.model.device if self.runner.config else None
+        yield RunView(self.runner.state, None if device in (None, "auto") else device, id="run-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        state = self.runner.state
+        self.query_one(RunView).refresh_view()
+        cfg = self.runner.config
+        what = (
+            f" · {cfg.model.name} · {cfg.task.name} · {cfg.adapter.method} · {cfg.optimizer.name}"
+            if cfg
+            else ""
+        )
+        status = state.status + (f" ({state.status_message})" if state.status_message else "")
+        self.query_one("#run-title", Static).update(f"[b]{self.runner.run_dir.name}[/b] · {status}{what}")
+        bar = self.query_one("#progress", ProgressBar)
+        if state.total_steps:
+            bar.update(total=state.total_steps, progress=state.step)
+        rate = state.steps_per_second()
+        self.query_one("#progress-text", Static).update(
+            f"{state.step}/{state.total_steps or '?'} · {rate or 0:.2f} steps/s · ETA {format_duration(state.eta_seconds())}"
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run controls are shown dimmed when the run cannot take them."""
+        if action in ("pause_resume", "stop_save", "evaluate_now"):
+            return True if self.runner.active else None
+        return True
+
+    # --- actions ----------------------------------------------------------------------------------
+
+    def action_pause_resume(self) -> None:
+        if self.runner.active:
+            self.notify(self.runner.toggle_pause())
+
+    def action_stop_save(self) -> None:
+        if self.runner.active:
+            self.runner.request_stop(save=True)
+            self.notify("stopping after this query; a checkpoint will be saved")
+
+    def action_evaluate_now(self) -> None:
+        if self.runner.active:
+            self.runner.run.request_eval()
+            self.notify("evaluation requested")
+
+    def action_export(self) -> None:
+        from zotui.screens.export import ExportScreen
+
+        if self.runner.active:
+            self.notify(
+                "export exports the last checkpoint; stop the run first for the latest weights",
+                severity="warning",
+            )
+        self.app.push_screen(ExportScreen(self.runner.run, self.runner.run_dir))
+
+    def action_back_to_setup(self) -> None:
+        """Pop back to the setup screen (even when the dashboard was opened from the runs screen)."""
+        from zotui.screens.setup import SetupScreen
+
+        stack = self.app.screen_stack
+        setup_at = max((i for i, s in enumerate(stack) if isinstance(s, SetupScreen)), default=len(stack) - 2)
+        for _ in range(len(stack) - 1 - setup_at):
+            self.app.pop_screen()

@@ -1,0 +1,206 @@
+"""Runs: every run directory (started here or by the CLI), replay, overlay, resume, export.
+
+The table is read from the run directories themselves (``zoengine.runs``), so a run started from the
+command line shows up exactly like one started here. Replays fold ``metrics.jsonl`` into the same
+``RunState`` the live dashboard uses; reading happens in a thread worker.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from zoengine.errors import ZOError
+from zotui.backend import RESUMABLE_STATUSES, RunRow
+from zotui.screens.dashboard import RunView
+from zotui.state import RunState
+from zotui.widgets.plots import Figure, Line, Points, SeriesPlot
+
+COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red")
+
+
+class RunsScreen(Screen[None]):
+    """A table of runs; Space marks runs for an overlay, Enter opens the one under the cursor."""
+
+    BINDINGS = [
+        Binding("enter", "open_run", "Open", id="open-run", tooltip="Replay this run's curves"),
+        Binding("space", "toggle_mark", "Mark", id="mark-run", tooltip="Mark runs to compare"),
+        Binding("c", "compare", "Compare", id="compare-runs", tooltip="Overlay the marked runs' curves"),
+        Binding(
+            "r", "resume_run", "Resume", id="resume-run", tooltip="Continue a stopped run from its checkpoint"
+        ),
+        Binding("x", "export", "Export", id="export-run", tooltip="Export this run's adapter"),
+        Binding("f5", "reload", "Reload", id="reload-runs", tooltip="Read the run directories again"),
+        Binding("escape", "back", "Back", id="runs-back", tooltip="Previous screen"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[RunRow] = []
+        self.marked: set[Path] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Static("[b]Runs[/b] · Space marks, c overlays, Enter opens, r resumes", id="runs-title")
+        table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="runs-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns(" ", "run", "status", "method", "best dev", "steps", "started")
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.query_one("#runs-status", Static).update("reading run directories…")
+        self._load_rows()
+
+    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="list runs")
+    def _load_rows(self) -> list[RunRow]:
+        return self.app.backend.list_runs()  # type: ignore[attr-defined,no-any-return]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "runs-list":
+            return
+        status = self.query_one("#runs-status", Static)
+        if event.state == WorkerState.SUCCESS:
+            self.rows = list(event.worker.result or [])
+            self._fill()
+            status.update(f"{len(self.rows)} runs" if self.rows else "no runs yet: start one from Setup")
+        elif event.state == WorkerState.ERROR:
+            status.update(f"[red]cannot list runs: {event.worker.error}[/]")
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        for row in self.rows:
+            best = f"{row.best_dev_accuracy:.3f}" if row.best_dev_accuracy is not None else "--"
+            started = time.strftime("%m-%d %H:%M", time.localtime(row.started)) if row.started else "--"
+            mark = "✓" if row.path in self.marked else " "
+            steps = f"{row.steps_done}/{row.total_steps}" if row.total_steps else str(row.steps_done)
+            table.add_row(mark, row.name, row.status, row.method, best, steps, started, key=str(row.path))
+
+    def current(self) -> RunRow | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    # --- actions ----------------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected)
+    def action_open_run(self) -> None:
+        row = self.current()
+        if row is not None:
+            self.app.push_screen(ReplayScreen([row.path], [row.name]))
+
+    def action_toggle_mark(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        self.marked.symmetric_difference_update({row.path})
+        table = self.query_one(DataTable)
+        table.update_cell(
+            str(row.path), table.ordered_columns[0].key, "✓" if row.path in self.marked else " "
+        )
+
+    def action_compare(self) -> None:
+        chosen = [r for r in self.rows if r.path in self.marked]
+        if len(chosen) < 2:
+            self.notify("mark at least two runs with Space to overlay them", severity="warning")
+            return
+        self.app.push_screen(ReplayScreen([r.path for r in chosen], [r.name for r in chosen]))
+
+    def action_resume_run(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        if row.status not in RESUMABLE_STATUSES:
+            self.notify(f"only stopped runs resume (this one is {row.status})", severity="warning")
+            return
+        try:
+            self.app.resume_run(row.path)  # type: ignore[attr-defined]
+        except ZOError as exc:
+            self.notify(exc.one_line(), severity="error")
+
+    def action_export(self) -> None:
+        from zotui.screens.export import ExportScreen
+
+        row = self.current()
+        if row is not None:
+            backend = self.app.backend  # type: ignore[attr-defined]
+            self.app.push_screen(ExportScreen(lambda: backend.resume_run(row.path), row.path))
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.dismiss(None)
+
+
+class ReplayScreen(Screen[None]):
+    """One run's curves (the dashboard's view, read-only) or several runs overlaid."""
+
+    BINDINGS = [Binding("escape", "back", "Back", id="replay-back", tooltip="Back to the runs list")]
+
+    def __init__(self, paths: list[Path], names: list[str] | None = None) -> None:
+        super().__init__()
+        self.paths = [Path(p) for p in paths]
+        self.names = names or [p.name for p in self.paths]
+        self.states: list[RunState] = []
+
+    def compose(self) -> ComposeResult:
+        title = self.names[0] if len(self.paths) == 1 else f"{len(self.paths)} runs overlaid"
+        yield Static(f"[b]Replay[/b] · {title}", id="replay-title")
+        if len(self.paths) == 1:
+            yield RunView(RunState(), id="replay-view")
+        else:
+            yield SeriesPlot(id="compare-loss")
+            yield SeriesPlot(id="compare-acc")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._read()
+
+    @work(thread=True, exclusive=True, group="replay", exit_on_error=False, description="read run logs")
+    def _read(self) -> list[RunState]:
+        backend = self.app.backend  # type: ignore[attr-defined]
+        return [RunState.from_events(backend.read_events(p)) for p in self.paths]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "replay":
+            return
+        if event.state == WorkerState.ERROR:
+            self.notify(f"cannot read the run: {event.worker.error}", severity="error")
+        if event.state != WorkerState.SUCCESS:
+            return
+        self.states = list(event.worker.result or [])
+        if len(self.paths) == 1:
+            view = self.query_one(RunView)
+            view.state = self.states[0]
+            view.refresh_view(force=True)
+            return
+        self._draw_overlay()
+
+    def _draw_overlay(self) -> None:
+        named = list(zip(self.names, self.states, strict=True))
+        loss = Figure(
+            "train loss (ema) per run",
+            [Line(n, s.smoothed, COLORS[i % len(COLORS)]) for i, (n, s) in enumerate(named)],
+        )
+        acc = Figure("dev accuracy per run", points=[])
+        for i, (name, s) in enumerate(named):
+            dev = s.dev_points()
+            acc.points.append(
+                Points(name, [e.step for e in dev], [e.accuracy for e in dev], COLORS[i % len(COLORS)], "dot")
+            )
+        self.query_one("#compare-loss", SeriesPlot).show_figure(loss)
+        self.query_one("#compare-acc", SeriesPlot).show_figure(acc)
+
+    def action_back(self) -> None:
+        self.dismiss(None)

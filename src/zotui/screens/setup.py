@@ -1,0 +1,485 @@
+"""Setup: pick model, task, adapter and optimizer, check every field inline, then start.
+
+The form holds text; ``build_config()`` turns it into a ``RunConfig`` with the same parser as the
+CLI's ``--set``, so each error names its field and the allowed values, and "show CLI command"
+prints exactly what the CLI would need. Start is refused (with the reason shown) until the config
+validates. Slow look-ups (trainable-parameter count, task preview) run in thread workers so typing
+never stalls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Static, TabbedContent, TabPane
+
+from zoengine.config import LR_SCHEDULES, RunConfig
+from zoengine.errors import ConfigError, ZOError
+from zotui import catalog
+from zotui.screens.dialogs import PathScreen, TextScreen
+from zotui.widgets.config_form import FormField, field_id
+
+EXTRA = "+options"  # pseudo key: method options not covered by a spec field, as "k=v, k=v"
+DEFAULT_TOML = "zoengine-run.toml"
+FALLBACK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # ZO-AdaMU paper, Appendix B Table 3 (the MeZO rows), batch size 64, constant lr
+    "mezo_sgd": {
+        "MeZO full FT: lr 1e-6, eps 1e-3": {"lr": 1e-6, "eps": 1e-3, "run.batch_size": 64},
+        "MeZO prefix: lr 1e-4, eps 1e-2": {"lr": 1e-4, "eps": 1e-2, "run.batch_size": 64},
+        "MeZO LoRA: lr 1e-2, eps 1e-1": {"lr": 1e-2, "eps": 1e-1, "run.batch_size": 64},
+    }
+}
+
+
+def as_text(value: Any) -> str:
+    """A config value as the form (and ``--set``) writes it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if all(isinstance(v, str) for v in value) else json.dumps(value)
+    return str(value)
+
+
+def _optional_keys() -> set[str]:
+    """Dotted keys whose declared type allows None: an empty field means None for them."""
+    cfg = RunConfig()
+    out = set()
+    for section in ("model", "task", "adapter", "optimizer", "run"):
+        for f in dataclasses.fields(getattr(cfg, section)):
+            if "None" in str(f.type):
+                out.add(f"{section}.{f.name}")
+    return out
+
+
+OPTIONAL_KEYS = _optional_keys()
+
+
+def parse_extra(text: str) -> list[tuple[str, str]]:
+    """``"rank=8, alpha=16, targets=[a, b]"`` → ``[("rank", "8"), ...]`` (commas inside [] kept)."""
+    parts = [p.strip() for p in re.split(r",\s*(?=[A-Za-z_][\w.]*\s*=)", text) if p.strip()]
+    out = []
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {part!r}", field=EXTRA)
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def cli_command(config: RunConfig, base: RunConfig, config_path: Path | None) -> str:
+    """The ``zoengine train`` line equivalent to ``config`` (``--set`` for what differs from base)."""
+    words = ["zoengine", "train"]
+    if config_path is not None:
+        words += ["--config", str(config_path)]
+    new, old = config.to_dict(), base.to_dict()
+    for section, values in new.items():
+        for key, value in values.items():
+            if old.get(section, {}).get(key) != value:
+                words += ["--set", f"{section}.{key}={_cli_value(value)}"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if isinstance(value, bool | list | dict):
+        return json.dumps(value).replace("True", "true")
+    return str(value)
+
+
+class SetupScreen(Screen[None]):
+    """The run configuration form."""
+
+    BINDINGS = [
+        Binding("f5", "start_run", "Start", id="start-run", tooltip="Validate the form and start training"),
+        Binding("ctrl+s", "save_config", "Save", id="save-config", tooltip="Save the configuration as TOML"),
+        Binding("ctrl+o", "load_config", "Load", id="load-config", tooltip="Load a TOML configuration"),
+        Binding("f6", "show_cli", "CLI", id="show-cli", tooltip="Show the equivalent zoengine train command"),
+    ]
+
+    def __init__(self, config: RunConfig, config_path: Path | None = None) -> None:
+        super().__init__()
+        self.base = config
+        self.config_path = config_path
+        self.optimizers = catalog.optimizer_specs()
+        self.adapters = catalog.adapter_specs()
+        self.errors: dict[str, str] = {}
+        self._options_for: dict[str, str] = {}  # section -> method whose option fields are mounted
+
+    # --- layout ----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        cfg = self.base
+        yield Static("[b]zotui[/b] · new run", id="setup-title")
+        with TabbedContent(id="setup-tabs"):
+            with TabPane("Model", id="tab-model"), VerticalScroll():
+                yield from self._model_fields(cfg)
+            with TabPane("Task", id="tab-task"), VerticalScroll():
+                yield from self._task_fields(cfg)
+            with TabPane("Adapter", id="tab-adapter"), VerticalScroll():
+                yield FormField(
+                    "adapter.method", "method", cfg.adapter.method, choices=self._choices(self.adapters)
+                )
+                yield Static("", id="adapter-description", classes="hint")
+                yield Static("trainable parameters: --", id="trainable-count", classes="hint")
+                yield FormField(
+                    "adapter.targets",
+                    "targets",
+                    as_text(cfg.adapter.targets),
+                    help=_help("adapter", "targets"),
+                )
+                yield Vertical(id="adapter-options")
+            with TabPane("Optimizer", id="tab-optimizer"), VerticalScroll():
+                yield from self._optimizer_fields(cfg)
+            with TabPane("Run", id="tab-run"), VerticalScroll():
+                for key in (
+                    "steps",
+                    "batch_size",
+                    "eval_every",
+                    "eval_batch_size",
+                    "checkpoint_every",
+                    "seed",
+                    "name",
+                    "output_dir",
+                ):
+                    yield FormField(f"run.{key}", key, as_text(getattr(cfg.run, key)), help=_help("run", key))
+                yield FormField(
+                    "run.zero_shot_eval",
+                    "zero-shot eval",
+                    as_text(cfg.run.zero_shot_eval),
+                    choices=[("true", "yes"), ("false", "no")],
+                )
+        yield Static("", id="setup-status")
+        with Horizontal(id="setup-buttons"):
+            yield Button("Start (F5)", id="start", variant="success")
+            yield Button("Save (^S)", id="save")
+            yield Button("Load (^O)", id="load")
+            yield Button("CLI (F6)", id="cli")
+        yield Footer()
+
+    def _model_fields(self, cfg: RunConfig) -> ComposeResult:
+        zoo = [(c.value, c.label) for c in catalog.model_choices()]
+        yield FormField(
+            "+model.zoo", "zoo model", cfg.model.name if cfg.model.name in dict(zoo) else "", choices=zoo
+        )
+        yield FormField("model.name", "name / hub id / path", cfg.model.name, help=_help("model", "name"))
+        yield Static("", id="model-fetched", classes="hint")
+        yield FormField("model.device", "device", cfg.model.device, help=_help("model", "device"))
+        yield FormField(
+            "model.dtype",
+            "dtype",
+            cfg.model.dtype,
+            choices=[(d, d) for d in ("auto", "float32", "bfloat16", "float16")],
+        )
+        yield FormField(
+            "model.max_length", "max length", as_text(cfg.model.max_length), help=_help("model", "max_length")
+        )
+
+    def _task_fields(self, cfg: RunConfig) -> ComposeResult:
+        tasks = [(c.value, c.label) for c in catalog.task_choices()]
+        if cfg.task.name not in dict(tasks):
+            tasks.insert(0, (cfg.task.name, cfg.task.name))
+        yield FormField("task.name", "task", cfg.task.name, choices=tasks)
+        for key in (
+            "path",
+            "text_columns",
+            "label_column",
+            "template",
+            "label_words",
+            "n_train",
+            "n_dev",
+            "n_test",
+            "k_shot",
+            "seed",
+        ):
+            yield FormField(
+                f"task.{key}", key.replace("_", " "), as_text(getattr(cfg.task, key)), help=_help("task", key)
+            )
+        yield Static("preview: --", id="task-preview", classes="hint")
+
+    def _optimizer_fields(self, cfg: RunConfig) -> ComposeResult:
+        o = cfg.optimizer
+        yield FormField("optimizer.name", "method", o.name, choices=self._choices(self.optimizers))
+        yield Static("", id="optimizer-description", classes="hint")
+        yield FormField("+preset", "paper preset", "", choices=[(n, n) for n in self._presets(o.name)])
+        for key in ("lr", "eps", "weight_decay", "warmup_steps"):
+            yield FormField(f"optimizer.{key}", key, as_text(getattr(o, key)), help=_help("optimizer", key))
+        yield FormField(
+            "optimizer.lr_schedule", "lr schedule", o.lr_schedule, choices=[(s, s) for s in LR_SCHEDULES]
+        )
+        yield Vertical(id="optimizer-options")
+
+    @staticmethod
+    def _choices(specs: dict[str, catalog.MethodSpec]) -> list[tuple[str, str]]:
+        return [(name, name) for name in specs]
+
+    async def on_mount(self) -> None:
+        await self._mount_method_options("adapter", self.base.adapter.method, self.base.adapter.options)
+        await self._mount_method_options("optimizer", self.base.optimizer.name, self.base.optimizer.options)
+        self._show_fetched()
+        self.validate_form()
+        self._refresh_slow_previews()
+
+    # --- method-specific option fields --------------------------------------------------------------
+
+    async def _mount_method_options(
+        self, section: str, method: str, values: dict[str, Any], force: bool = False
+    ) -> None:
+        """Replace the option fields of ``section`` with those of ``method``'s spec."""
+        if not force and self._options_for.get(section) == method:
+            return  # pickers also report their initial value: nothing changed
+        self._options_for[section] = method
+        specs = self.adapters if section == "adapter" else self.optimizers
+        spec = specs.get(method)
+        box = self.query_one(f"#{section}-options", Vertical)
+        await box.remove_children()
+        values = dict(values)
+        fields: list[FormField] = []
+        for opt in spec.options if spec else []:
+            value = values.pop(opt.key, opt.default)
+            choices = [(c, c) for c in opt.choices] if opt.choices else None
+            fields.append(
+                FormField(f"{section}.{opt.key}", opt.key, as_text(value), help=opt.help, choices=choices)
+            )
+        extra = ", ".join(f"{k}={as_text(v)}" for k, v in values.items())
+        fields.append(FormField(f"{section}.{EXTRA}", "other options", extra, help="key=value, key=value"))
+        await box.mount_all(fields)
+        self.query_one(f"#{section}-description", Static).update(
+            spec.description if spec else "unknown method"
+        )
+        if section == "optimizer":
+            self._set_presets(method)
+
+    def _set_presets(self, method: str) -> None:
+        presets = self._presets(method)
+        self.query_one(f"#{field_id('+preset')}", FormField).set_choices([(name, name) for name in presets])
+
+    def _presets(self, method: str) -> dict[str, dict[str, Any]]:
+        spec = self.optimizers.get(method)
+        return (spec.presets if spec and spec.presets else None) or FALLBACK_PRESETS.get(method, {})
+
+    # --- building and validating ----------------------------------------------------------------------
+
+    def fields(self) -> list[FormField]:
+        return list(self.query(FormField))
+
+    def build_config(self) -> tuple[RunConfig, dict[str, str]]:
+        """The config the form describes, and the error of every field that does not parse/validate."""
+        cfg = self.base.copy()
+        cfg.adapter.options.clear()  # the form's option fields are the only source now
+        cfg.optimizer.options.clear()
+        errors: dict[str, str] = {}
+        for f in self.fields():
+            if f.key.startswith("+"):
+                continue
+            try:
+                self._apply(cfg, f.key, f.value)
+            except ConfigError as exc:
+                errors[f.key] = exc.one_line()
+        if not errors:
+            try:
+                cfg.validate()
+            except ConfigError as exc:
+                errors[exc.field or "config"] = exc.one_line()
+        return cfg, errors
+
+    @staticmethod
+    def _apply(cfg: RunConfig, key: str, value: str) -> None:
+        section, _, name = key.partition(".")
+        if name == EXTRA:
+            for k, v in parse_extra(value):
+                cfg.set(k if "." in k else f"{section}.{k}", v)
+        elif not value.strip() and key in OPTIONAL_KEYS:
+            cfg.set(key, None)
+        else:
+            cfg.set(key, value)
+
+    def validate_form(self) -> RunConfig | None:
+        """Show each field's error inline and the first one in the status line; None if invalid."""
+        cfg, self.errors = self.build_config()
+        by_field = {f.key: f for f in self.fields()}
+        for key, f in by_field.items():
+            f.show_error(self.errors.get(key))
+        status = self.query_one("#setup-status", Static)
+        if self.errors:
+            key, message = next(iter(self.errors.items()))
+            where = "" if key in by_field else " (no field for it in the form: load or edit the TOML)"
+            status.update(f"[b red]Cannot start:[/] {message}{where}")
+            status.add_class("-error")
+            return None
+        status.update("[b green]Ready.[/] F5 starts the run; F6 shows the equivalent CLI command.")
+        status.remove_class("-error")
+        return cfg
+
+    # --- reacting to edits ---------------------------------------------------------------------------
+
+    @on(FormField.Changed)
+    async def _field_changed(self, event: FormField.Changed) -> None:
+        key = event.form_field.key
+        if key == "+model.zoo" and event.value:
+            self.query_one("#f-model-name", FormField).set_value(event.value)
+        elif key == "+preset" and event.value:
+            self._apply_preset(event.value)
+        elif key in ("adapter.method", "optimizer.name"):
+            section = key.split(".")[0]
+            await self._mount_method_options(section, event.value, {})
+        self.validate_form()
+        if key in ("model.name", "+model.zoo", "adapter.method", "adapter.targets", "task.name", "task.path"):
+            self._show_fetched()
+            self._refresh_slow_previews()
+
+    def _apply_preset(self, name: str) -> None:
+        values = self._presets(self.query_one("#f-optimizer-name", FormField).value).get(name, {})
+        for key, value in values.items():
+            dotted = key if "." in key else f"optimizer.{key}"
+            if dotted in ("optimizer.batch_size", "optimizer.steps"):
+                dotted = "run." + dotted.split(".")[1]
+            found = self.query(f"#{field_id(dotted)}")
+            if found:
+                found.first(FormField).set_value(as_text(value))
+        self.notify(f"preset applied: {name}")
+
+    def _show_fetched(self) -> None:
+        name = self.query_one("#f-model-name", FormField).value
+        fetched = catalog.is_fetched(name)
+        text = {True: "zoo model, fetched", False: "zoo model, not fetched yet: Start fetches it first"}.get(
+            fetched,
+            "hub id or local path (loaded by the engine)",  # type: ignore[arg-type]
+        )
+        self.query_one("#model-fetched", Static).update(text)
+
+    def _refresh_slow_previews(self) -> None:
+        cfg, errors = self.build_config()
+        if not errors:
+            self._slow_previews(cfg)
+
+    @work(
+        thread=True, exclusive=True, group="setup-preview", exit_on_error=False, description="setup preview"
+    )
+    def _slow_previews(self, cfg: RunConfig) -> None:
+        """Trainable count and task preview (may load a tokenizer or data; never on the UI thread)."""
+        try:
+            counts = catalog.trainable_count(cfg)
+            count_text = (
+                f"trainable parameters: {counts[0]:,} of {counts[1]:,}"
+                if counts
+                else "trainable parameters: --"
+            )
+        except Exception as exc:
+            count_text = f"trainable parameters: unavailable ({exc})"
+        try:
+            preview = catalog.task_preview(cfg)
+            preview_text = (
+                f"preview:\n{preview}" if preview else "preview: available once zoengine.tasks is installed"
+            )
+        except Exception as exc:
+            preview_text = f"preview: unavailable ({exc})"
+        self.app.call_from_thread(self._show_previews, count_text, preview_text)
+
+    def _show_previews(self, count_text: str, preview_text: str) -> None:
+        if self.is_mounted:
+            self.query_one("#trainable-count", Static).update(count_text)
+            self.query_one("#task-preview", Static).update(preview_text)
+
+    # --- actions ----------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#start")
+    def action_start_run(self) -> None:
+        cfg = self.validate_form()
+        if cfg is None:
+            self.notify("Start refused: " + next(iter(self.errors.values())), severity="error")
+            return
+        missing = catalog.missing_assets(cfg) if getattr(self.app, "check_assets", True) else []
+        if missing:
+            from zotui.screens.fetch import FetchScreen
+
+            def fetched(ok: bool | None) -> None:
+                if ok:
+                    self._start(cfg)
+
+            self.app.push_screen(FetchScreen(missing), fetched)
+            return
+        self._start(cfg)
+
+    def _start(self, cfg: RunConfig) -> None:
+        try:
+            self.app.new_run(cfg)  # type: ignore[attr-defined]
+        except ZOError as exc:
+            self.query_one("#setup-status", Static).update(f"[b red]Cannot start:[/] {exc.one_line()}")
+            self.notify(exc.one_line(), severity="error")
+
+    @on(Button.Pressed, "#save")
+    def action_save_config(self) -> None:
+        def save(path: str | None) -> None:
+            if not path:
+                return
+            cfg, errors = self.build_config()
+            try:
+                cfg.save(Path(path))
+            except (OSError, ZOError) as exc:
+                self.notify(f"not saved: {exc}", severity="error")
+                return
+            self.config_path = Path(path)
+            note = " (it does not validate yet: " + next(iter(errors.values())) + ")" if errors else ""
+            self.notify(f"saved {path}{note}")
+
+        self.app.push_screen(
+            PathScreen("Save configuration as TOML", str(self.config_path or DEFAULT_TOML), "Save"), save
+        )
+
+    @on(Button.Pressed, "#load")
+    def action_load_config(self) -> None:
+        async def load(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                cfg = RunConfig.load(Path(path))
+            except ZOError as exc:
+                self.notify(exc.one_line(), severity="error")
+                return
+            await self.load_config(cfg, Path(path))
+            self.notify(f"loaded {path}")
+
+        self.app.push_screen(
+            PathScreen("Load configuration from TOML", str(self.config_path or DEFAULT_TOML), "Load"), load
+        )
+
+    async def load_config(self, cfg: RunConfig, path: Path | None) -> None:
+        """Fill every field from ``cfg`` (method option fields are rebuilt for its methods)."""
+        self.base, self.config_path = cfg, path
+        for f in self.fields():
+            section, _, name = f.key.partition(".")
+            if not f.key.startswith("+") and name != EXTRA and hasattr(getattr(cfg, section), name):
+                f.set_value(as_text(getattr(getattr(cfg, section), name)))
+        await self._mount_method_options("adapter", cfg.adapter.method, cfg.adapter.options, force=True)
+        await self._mount_method_options("optimizer", cfg.optimizer.name, cfg.optimizer.options, force=True)
+        self.validate_form()
+
+    @on(Button.Pressed, "#cli")
+    def action_show_cli(self) -> None:
+        cfg, errors = self.build_config()
+        base = self.base if self.config_path is not None else RunConfig()
+        text = cli_command(cfg, base, self.config_path)
+        if errors:
+            text += "\n\n# note: this configuration does not validate yet: " + next(iter(errors.values()))
+        self.app.push_screen(TextScreen("Equivalent command line", text))
+
+
+def _help(section: str, key: str) -> str:
+    cls = type(getattr(RunConfig(), section))
+    for f in dataclasses.fields(cls):
+        if f.name == key:
+            return str(f.metadata.get("help", ""))
+    return ""

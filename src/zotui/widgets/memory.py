@@ -1,0 +1,62 @@
+"""The memory panel: each number with what it measures (torch allocator vs device vs process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.widgets import Static
+
+from zoengine.telemetry import Reading, format_bytes, memory_snapshot
+
+REFRESH_SECONDS = 2.0
+
+
+class MemoryPanel(Static):
+    """Refreshes itself every ~2 s from ``zoengine.telemetry`` (cheap: psutil, /proc, NVML)."""
+
+    DEFAULT_CSS = """
+    MemoryPanel { height: auto; padding: 0 1; }
+    """
+
+    def __init__(
+        self,
+        device: str | None = None,
+        source: Callable[[str | None], list[Reading]] = memory_snapshot,
+        *,
+        id: str | None = None,
+    ) -> None:
+        super().__init__("", id=id)
+        self.device = device
+        self.source = source
+        self.readings: list[Reading] = []
+
+    def on_mount(self) -> None:
+        self.sample()
+        self.set_interval(REFRESH_SECONDS, self.sample, name="memory-refresh")
+
+    def sample(self) -> None:
+        try:
+            self.readings = self.source(self.device)
+        except Exception as exc:  # telemetry is never worth crashing the dashboard
+            self.update(f"memory: unavailable ({exc})")
+            return
+        self.update(self._table(self.readings))
+
+    @staticmethod
+    def _table(readings: list[Reading]) -> Text:
+        """Readings grouped under what they measure: "torch allocator, this process" etc."""
+        text = Text(no_wrap=True, overflow="ellipsis")
+        last_what = None
+        for r in readings:
+            if r.what != last_what:
+                text.append(f"{r.what}\n", style="dim italic")
+                last_what = r.what
+            value = format_bytes(r.value_bytes)
+            if r.total_bytes:
+                value += f" / {format_bytes(r.total_bytes)}"
+            text.append(f"  {r.label:<20} {value}\n")
+        if not readings:
+            text.append("memory: no readings")
+        text.rstrip()
+        return text

@@ -1,0 +1,131 @@
+"""Plots over whole runs: curves from ``DecimatedSeries`` drawn at the widget's width.
+
+The plot is rebuilt only when the widget is refreshed (the dashboard refreshes a plot when its data
+version changed, at most 4 times a second, and only the plot that is visible), and each rebuild
+draws at most two points per column, so the cost does not grow with the run length. NaN/inf steps
+are drawn as red ``x`` markers along the top edge so a diverged step is seen, not silently dropped.
+A failing render shows "plot unavailable" instead of taking the app down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
+
+from zotui.series import DecimatedSeries
+
+log = logging.getLogger(__name__)
+
+AXIS_COLUMNS = 10  # columns plotext spends on the y axis ticks
+
+
+@dataclass
+class Line:
+    """A curve; ``yside="right"`` puts it on the second y axis (accuracy next to loss)."""
+
+    label: str
+    series: DecimatedSeries
+    color: str = "cyan"
+    yside: str = "left"
+
+
+@dataclass
+class Points:
+    """A few discrete points (dev evaluations)."""
+
+    label: str
+    xs: list[float]
+    ys: list[float]
+    color: str = "yellow"
+    marker: str = "dot"
+    yside: str = "left"
+
+
+@dataclass
+class Figure:
+    title: str = ""
+    lines: list[Line] = field(default_factory=list)
+    points: list[Points] = field(default_factory=list)
+    ylabel: str = ""
+    y2label: str = ""
+
+
+class SeriesPlot(PlotextPlot):
+    """A ``PlotextPlot`` that draws a ``Figure`` of decimated series at its current size."""
+
+    DEFAULT_CSS = """
+    SeriesPlot { height: 1fr; min-height: 6; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.figure = Figure()
+        self.drawn_version = -1
+        self.render_count = 0
+
+    def show_figure(self, figure: Figure, version: int | None = None) -> None:
+        """Replace what is drawn; a repeated ``version`` is ignored (nothing new to draw)."""
+        if version is not None and version == self.drawn_version:
+            return
+        self.figure = figure
+        self.drawn_version = version if version is not None else self.drawn_version + 1
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        self.render_count += 1
+        try:
+            self._draw(self.figure)
+            return super().render()
+        except Exception:
+            log.warning("plot render failed", exc_info=True)
+            return Text("plot unavailable", style="dim")
+
+    def _draw(self, fig: Figure) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        # braille markers give two data columns per terminal column
+        columns = max(4, 2 * (self.size.width - AXIS_COLUMNS))
+        top = _finite_max(fig)
+        drawn = False
+        for line in fig.lines:
+            xs, ys, nan_xs = line.series.view(columns)
+            if xs:
+                plt.plot(xs, ys, label=line.label, color=line.color, marker="braille", yside=line.yside)
+                drawn = True
+            if nan_xs:
+                plt.scatter(nan_xs, [top] * len(nan_xs), label=f"{line.label} NaN", color="red", marker="x")
+                drawn = True
+        for pts in fig.points:
+            if pts.xs:
+                plt.scatter(
+                    pts.xs, pts.ys, label=pts.label, color=pts.color, marker=pts.marker, yside=pts.yside
+                )
+                drawn = True
+        title = fig.title if drawn else f"{fig.title} (waiting for data)"
+        plt.title(title)
+        if fig.ylabel:
+            plt.ylabel(fig.ylabel)
+        if fig.y2label and any(p.yside == "right" for p in fig.points):
+            plt.ylabel(fig.y2label, yside="right")
+
+
+def _finite_max(fig: Figure) -> float:
+    """Top of the finite values, where NaN markers are drawn (0 when nothing is finite)."""
+    tops = []
+    for line in fig.lines:
+        _, ys, _ = line.series.view(64)
+        tops.extend(y for y in ys if math.isfinite(y))
+    return max(tops) if tops else 0.0
+
+
+def overlay(title: str, named: Sequence[tuple[str, DecimatedSeries]], ylabel: str = "") -> Figure:
+    """One line per run (the comparison screen)."""
+    colors = ("cyan", "magenta", "green", "yellow", "blue", "red", "white")
+    lines = [Line(name, s, colors[i % len(colors)]) for i, (name, s) in enumerate(named)]
+    return Figure(title=title, lines=lines, ylabel=ylabel)
