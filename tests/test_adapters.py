@@ -614,6 +614,13 @@ def _one_line(exc: BaseException, field_name: str) -> None:
         (AdapterConfig(method="lora", options={"r": 0}), "adapter.r", "> 0"),
         (AdapterConfig(method="lora", options={"r": -2}), "adapter.r", "> 0"),
         (AdapterConfig(method="lora", options={"r": 2.5}), "adapter.r", "integer"),
+        (AdapterConfig(method="lora", options={"r": float("inf")}), "adapter.r", "integer"),
+        (AdapterConfig(method="lora", options={"alpha": "big"}), "adapter.alpha", "number"),
+        (
+            AdapterConfig(method="tt", options={"zero_init_up": "yes"}),
+            "adapter.zero_init_up",
+            "true or false",
+        ),
         (AdapterConfig(method="lora", options={"rank": 4}), "adapter.rank", "allowed: r, alpha"),
         (AdapterConfig(method="lora_xs", options={"svd": "fast"}), "adapter.svd", "exact, randomized"),
         (AdapterConfig(method="sora", options={"lambda": -1.0}), "adapter.lambda", ">= 0"),

@@ -24,7 +24,15 @@ pytestmark = pytest.mark.integration
 NAME = "smollm2-135m-instruct"
 LAYERS, HIDDEN, KV, FFN = 30, 576, 192, 1536
 # (in, out) of the 7 default linears of one SmolLM2 block: q, k, v, o, gate, up, down
-LINEARS = [(HIDDEN, HIDDEN), (HIDDEN, KV), (HIDDEN, KV), (HIDDEN, HIDDEN), (HIDDEN, FFN), (HIDDEN, FFN), (FFN, HIDDEN)]
+LINEARS = [
+    (HIDDEN, HIDDEN),
+    (HIDDEN, KV),
+    (HIDDEN, KV),
+    (HIDDEN, HIDDEN),
+    (HIDDEN, FFN),
+    (HIDDEN, FFN),
+    (FFN, HIDDEN),
+]
 
 
 def _model_dir() -> Path:
@@ -91,7 +99,13 @@ CASES = [
 
 @pytest.mark.parametrize(("method", "options", "count", "lr"), CASES, ids=[c[0] for c in CASES])
 def test_method_on_smollm2(
-    method: str, options: dict[str, Any], count: int | None, lr: float, base: tuple[nn.Module, Any, Path], batch: torch.Tensor, tmp_path: Path
+    method: str,
+    options: dict[str, Any],
+    count: int | None,
+    lr: float,
+    base: tuple[nn.Module, Any, Path],
+    batch: torch.Tensor,
+    tmp_path: Path,
 ) -> None:
     model = copy.deepcopy(base[0])
     targets = ["model.layers.29", "model.norm"] if method == "subset" else None

@@ -132,9 +132,7 @@ def test_pause_resume_and_stop_from_another_thread(tiny_llama_dir, sentiment_csv
 
 def test_stop_is_honoured_within_one_query_and_restores_weights(tiny_llama_dir, sentiment_csv, tmp_path):
     """A stop raised inside the closure discards the partial step and leaves weights unperturbed."""
-    cfg = tiny_config(tiny_llama_dir, sentiment_csv, tmp_path, **{"optimizer.name": "adazeta", "run.steps": 4,
-                                                                   "optimizer.q_max": 4, "optimizer.alpha": 4.0,
-                                                                   "optimizer.beta": 0.5})
+    cfg = tiny_config(tiny_llama_dir, sentiment_csv, tmp_path, **{"run.steps": 4, "optimizer.q": 4})
     run = Run(cfg)
     calls = {"n": 0}
     snapshot = {}
@@ -146,7 +144,7 @@ def test_stop_is_honoured_within_one_query_and_restores_weights(tiny_llama_dir, 
 
             def counting_loss(batch):
                 calls["n"] += 1
-                if calls["n"] == 3:  # the second query of step 2
+                if calls["n"] == 3:  # +eps of the second of four queries of step 2
                     run.stop(save=True)
                 return original(batch)
 
@@ -155,7 +153,7 @@ def test_stop_is_honoured_within_one_query_and_restores_weights(tiny_llama_dir, 
     run.subscribe(on_event)
     run.run()
     assert run.status == "stopped" and run.step == 1
-    assert calls["n"] == 3  # stopped on the next query, not at the end of the step
+    assert calls["n"] == 3  # the next forward is refused: the stop lands within one query
     for k, v in run.handle.trainable_state_dict().items():
         assert v.equal(snapshot[k]), k
 
@@ -167,6 +165,9 @@ def test_bad_input_fails_with_one_line_user_error(tmp_path, sentiment_csv):
     cfg.set("task.path", str(sentiment_csv))
     cfg.set("task.template", "{text} it was {label}")
     cfg.set("task.label_words", ["terrible", "great"])
+    cfg.set("task.n_train", 8)
+    cfg.set("task.n_dev", 8)
+    cfg.set("task.n_test", 8)
     cfg.set("run.output_dir", str(tmp_path / "r"))
     run = Run(cfg)
     run.run()

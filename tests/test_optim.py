@@ -454,3 +454,81 @@ def test_scratch_buffers_do_not_change_directions() -> None:
     with opt._scratch_pass():
         reused = [opt.direction(p, i, 99).clone() for i, p in enumerate(params)]
     assert all(torch.equal(a, b) for a, b in zip(fresh, reused, strict=True))
+
+
+def _gate_sparsity(lam: float, name: str = "mezo_sgd") -> float:
+    """Mean share of exactly-zero gates over the last 100 of 300 ZO steps (prox L1 = SoRA)."""
+    gates = torch.zeros(20)
+    target = torch.linspace(-1, 1, 20)  # the prox solution zeroes the gates with |target| < λ
+    cfg = OptimizerConfig(name=name, lr=0.05, options={"q": 4})
+    opt = build_optimizer(
+        cfg, [{"params": [gates], "prox_l1": lam}], seed=0, total_steps=300, steps_per_epoch=10
+    )
+    fractions = []
+    for _ in range(300):
+        opt.step(lambda: 0.5 * ((gates - target) ** 2).sum())
+        fractions.append(opt.last_stats.get("prox_zero_fraction", 0.0))
+        assert fractions[-1] == pytest.approx(float((gates == 0).float().mean()))
+    return sum(fractions[-100:]) / 100
+
+
+def test_prox_l1_gates_reach_exact_zeros_and_sparsity_grows_with_lambda() -> None:
+    s0, s_small, s_big = _gate_sparsity(0.0), _gate_sparsity(0.2), _gate_sparsity(0.6)
+    assert s0 == 0.0 < s_small < s_big and s_big > 0.1, (s0, s_small, s_big)
+
+
+def test_negative_prox_lambda_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="adapter.lambda"):
+        build_optimizer(
+            OptimizerConfig(),
+            [{"params": [torch.ones(2)], "prox_l1": -1.0}],
+            seed=0,
+            total_steps=1,
+            steps_per_epoch=1,
+        )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_directions_come_from_a_cuda_generator() -> None:
+    p = torch.zeros(1000, device="cuda")
+    opt = _build("mezo_sgd", [p])
+    a, b = opt.direction(p, 0, 5), opt.direction(p, 0, 5)
+    assert a.device.type == "cuda" and torch.equal(a, b)
+    assert all(d.type == "cuda" for d in opt._noise_gens)
+    state = torch.cuda.get_rng_state()
+    opt.step(lambda: float((p**2).sum()))
+    assert torch.equal(torch.cuda.get_rng_state(), state)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("restore", ["exact", "inplace"])
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
+def test_closure_exception_discards_the_partial_step(restore: str, fail_at: int) -> None:
+    # The engine's stop request raises inside the closure; the step must leave no trace.
+    params = _big_float32()
+    before = [p.clone() for p in params]
+    opt = _build("mezo_sgd", params, restore=restore, q=2)
+    calls = 0
+
+    def failing() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == fail_at:
+            raise _Stop
+        return float(sum((p**2).sum() for p in params))
+
+    with pytest.raises(_Stop):
+        opt.step(failing)
+    assert opt.step_count == 0
+    for p, s in zip(params, before, strict=True):
+        if restore == "exact":
+            assert torch.equal(p, s)
+        else:
+            torch.testing.assert_close(p, s, rtol=1e-6, atol=1e-6)
+    opt.step(lambda: float(sum((p**2).sum() for p in params)))
+    reference = _build("mezo_sgd", [s.clone() for s in before], restore=restore, q=2)
+    reference.step(lambda: 0.0)
+    assert opt.last_stats["seeds"] == reference.last_stats["seeds"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from zoengine.config import RunConfig
@@ -89,7 +90,10 @@ class ZoApp(App[None]):
         from zotui.screens.dashboard import DashboardScreen
 
         if isinstance(self.screen, DashboardScreen):
-            self.screen.refresh_view()
+            try:
+                self.screen.refresh_view()
+            except NoMatches:  # the screen is being torn down (app exiting)
+                pass
 
     # --- starting and stopping runs --------------------------------------------------------------------
 

@@ -142,7 +142,7 @@ class DemoRun:
         return cls(
             RunConfig.load(Path(run_dir) / "config.toml"),
             run_dir=Path(run_dir),
-            start_step=step + 1,
+            start_step=step,
             **kwargs,
         )
 

@@ -47,7 +47,11 @@ class OptionSpec:
                 return None
             raise ConfigError("must be set", field=field_name)
         if self.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (isinstance(value, float) and not value.is_integer())
+            ):
                 raise ConfigError(f"expected an integer (got {value!r})", field=field_name)
             value = int(value)
         elif self.kind == "float":
@@ -289,12 +293,34 @@ class AdapterModule(nn.Module):
     in_features: int
     out_features: int
 
-    def delta(self, x: Tensor) -> Tensor:  # x: (..., in) float32 -> (..., out) float32
+    def parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(h (..., k), w (k, out), bias or None) with delta = h @ w + bias; x is float32."""
         raise NotImplementedError
+
+    def delta(self, x: Tensor) -> Tensor:
+        """The side path's output (..., out) in float32."""
+        h, w, bias = self.parts(x.float())
+        y = h @ w
+        return y + bias if bias is not None else y
 
     def hook(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
         """Forward hook on the base layer: output + delta(input)."""
-        return output + self.delta(args[0].float()).to(output.dtype)
+        return self.add_to(output, args[0])
+
+    def add_to(self, output: Tensor, source: Tensor) -> Tensor:
+        """output + delta(source); in place with one fused addmm when nothing needs autograd,
+        because a full-size temporary per adapted layer costs more than the low-rank path."""
+        h, w, bias = self.parts(source.float())
+        if output.dtype == torch.float32 and output.is_contiguous() and not torch.is_grad_enabled():
+            flat = output.view(-1, output.shape[-1])
+            flat.addmm_(h.reshape(-1, h.shape[-1]), w)
+            if bias is not None:
+                flat.add_(bias)
+            return output
+        y = h @ w
+        if bias is not None:
+            y = y + bias
+        return output + y.to(output.dtype)
 
     def lora_factors(self) -> tuple[Tensor, Tensor] | None:
         """(A r×in, B out×r) with every scale folded into B so that Δy = B A x; None if not linear."""

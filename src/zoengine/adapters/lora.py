@@ -36,8 +36,8 @@ class LoraDelta(AdapterModule):
         self.A = nn.Parameter(uniform_(torch.empty(r, fin), 1.0 / math.sqrt(fin), gen))
         self.B = nn.Parameter(torch.zeros(fout, r))
 
-    def delta(self, x: Tensor) -> Tensor:
-        return (x @ self.A.T) @ self.B.T * self.scaling
+    def parts(self, x: Tensor) -> tuple[Tensor, Tensor, None]:
+        return (x @ self.A.T) * self.scaling, self.B.T, None  # scale the rank-r side: cheaper
 
     def lora_factors(self) -> tuple[Tensor, Tensor]:
         return self.A.detach(), self.B.detach() * self.scaling

@@ -67,8 +67,8 @@ class LoraXSDelta(AdapterModule):
         self.register_buffer("B", b.float())  # frozen, out×r
         self.R = nn.Parameter(torch.randn(r, r, generator=gen) * sigma)
 
-    def delta(self, x: Tensor) -> Tensor:
-        return ((x @ self.A.T) @ self.R.T) @ self.B.T * self.scaling
+    def parts(self, x: Tensor) -> tuple[Tensor, Tensor, None]:
+        return (x @ self.A.T) @ (self.R.T * self.scaling), self.B.T, None
 
     def lora_factors(self) -> tuple[Tensor, Tensor]:
         # B R A = (B·s) (R A): R folds into the down projection, the scale into the up projection

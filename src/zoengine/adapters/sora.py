@@ -45,8 +45,8 @@ class SoraDelta(LoraDelta):
         g = torch.randn(r, generator=gen) if gate_init == "randn" else torch.ones(r)
         self.g = nn.Parameter(g)
 
-    def delta(self, x: Tensor) -> Tensor:
-        return ((x @ self.A.T) * self.g) @ self.B.T * self.scaling
+    def parts(self, x: Tensor) -> tuple[Tensor, Tensor, None]:
+        return (x @ self.A.T) * (self.g * self.scaling), self.B.T, None
 
     def prox_(self, xi: float) -> None:
         """Soft-threshold in place: exact zeros for |g| <= xi."""

@@ -164,13 +164,17 @@ class TTAdapter(AdapterModule):
         self.up = TTLinear(b, d, shape[::-1], rank, gen, bias=opts["bias"], zero_last=opts["zero_init_up"])
         self.sequential = False  # reference path switch (tests, bench)
 
-    def delta(self, h: Tensor) -> Tensor:
-        if self.sequential:
-            return self.up.forward_sequential(torch.relu(self.down.forward_sequential(h))) * self.scale
-        return self.up(torch.relu(self.down(h))) * self.scale
+    def parts(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        bias = self.up.bias * self.scale if self.up.bias is not None else None
+        if self.sequential:  # reference: materialise both W
+            z = torch.relu(self.down.forward_sequential(y))
+            return z * self.scale, self.up.full_weight(), bias
+        z = torch.relu(self.down(y))
+        left, right = self.up.factors()  # bipartite: (b×r_s), (r_s×d)
+        return (z @ left) * self.scale, right, bias
 
     def hook(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
-        return output + self.delta(output.float()).to(output.dtype)
+        return self.add_to(output, output)  # the adapter reads the layer's output (Houlsby)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -93,7 +93,8 @@ def build_optimizer(
 ) -> ZOOptimizer:
     """Validate ``cfg`` and build its optimizer over ``param_groups``.
 
-    Groups: ``{"params": [...], "names": [...], "weight_decay": float (optional)}``; a group
+    Groups: ``{"params": [...], "names": [...], "weight_decay": float (optional), "prox_l1":
+    float (optional, SoRA gates: soft-threshold by lr·prox_l1 after each update)}``; a group
     without ``weight_decay`` gets ``cfg.weight_decay``. ``total_steps``/``steps_per_epoch`` feed
     the AdaZeta schedule (E_total = total/per-epoch) and ZO-AdaMU's default T1/T2/T3.
     """
@@ -103,6 +104,10 @@ def build_optimizer(
         k: v for k, v in dataclasses.asdict(opts).items() if k not in ("T1", "T2", "T3")
     }
     groups = [dict(g) for g in param_groups]
+    for g in groups:
+        lam = g.get("prox_l1", 0.0)
+        if not _is_number(lam) or lam < 0:
+            raise ConfigError(f"must be >= 0 (got {lam!r})", field="adapter.lambda")
     if not groups or not any(g.get("params") for g in groups):
         raise ConfigError("no trainable parameters to optimize", field="optimizer.name")
     common = {
@@ -117,6 +122,4 @@ def build_optimizer(
         t1, t2, t3 = resolve_adamu_horizon(total_steps, opts.T1, opts.T2, opts.T3)  # type: ignore[attr-defined]
         check_adamu_horizon(t1, t2, t3)
         kwargs.update(T1=t1, T2=t2, T3=t3)
-    if cfg.name == "fo_adamw":
-        kwargs.pop("restore", None)
     return OPTIMIZERS[cfg.name].cls(groups, **common, **kwargs)

@@ -145,9 +145,10 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     def _perturb(self, params: list[tuple[torch.Tensor, dict[str, Any]]], seed: int, scale: float) -> None:
         """``p += scale·eps·u`` one tensor at a time (extra peak = the largest tensor's u)."""
+        eps = float(self.defaults["eps"])  # one eps for all groups: pg divides by it
         with self._scratch_pass():
-            for i, (p, group) in enumerate(params):
-                p.add_(self.direction(p, i, seed), alpha=scale * group["eps"])
+            for i, (p, _) in enumerate(params):
+                p.add_(self.direction(p, i, seed), alpha=scale * eps)
 
     def _draw_seed(self) -> int:
         return int(torch.randint(0, 2**62, (1,), generator=self._seed_gen).item())
@@ -184,40 +185,27 @@ class ZOOptimizer(torch.optim.Optimizer):
         """
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure that returns the loss")
+        gen_state = self._seed_gen.get_state()
         self._t += 1
         t = self._t
         self._begin_step(t)
         n_q = self.queries_for_step(t)
         params = self._param_list()
-        snapshot = [p.detach().clone() for p, _ in params] if self.restore == "exact" else None
-        seeds: list[int] = []
-        pgs: list[float] = []
-        lps: list[float] = []
-        lms: list[float] = []
-        pending = False
-        for j in range(n_q):
-            seed = self._draw_seed()
-            self._perturb(params, seed, +1.0)
-            lp = _as_float(closure())
-            self._perturb(params, seed, -2.0)
-            lm = _as_float(closure())
-            if snapshot is not None:
-                for (p, _), saved in zip(params, snapshot, strict=True):
-                    p.copy_(saved)
-            elif self.fused_restore and j == n_q - 1:
-                pending = True  # _update adds the last +ε while it regenerates that z anyway
-            else:
-                self._perturb(params, seed, +1.0)
-            eps = params[0][1]["eps"] if params else 1.0
-            seeds.append(seed)
-            pgs.append((lp - lm) / (2.0 * eps))
-            lps.append(lp)
-            lms.append(lm)
-        del snapshot
+        try:
+            seeds, pgs, lps, lms, pending = self._run_queries(closure, params, n_q)
+        except BaseException:
+            # The closure raised (e.g. a stop request): the step never happened. Parameters are
+            # already restored by _run_queries; rewind the counter and the seed stream so a
+            # resumed run draws exactly what an uninterrupted one would.
+            self._t -= 1
+            self._seed_gen.set_state(gen_state)
+            self._begin_step(max(1, self._t))
+            raise
         finite = all(math.isfinite(v) for v in lps + lms)
         if finite:
             with self._scratch_pass():
                 self._update(params, seeds, pgs, pending)
+            self._apply_prox()
         elif pending:
             self._perturb(params, seeds[-1], +1.0)
         self.last_stats = {
@@ -230,9 +218,58 @@ class ZOOptimizer(torch.optim.Optimizer):
             "loss_minus": lms,
             "lr": float(self.param_groups[0]["lr"]) if self.param_groups else 0.0,
             "skipped": not finite,
+            **self._prox_stats(),
             **self._method_stats(),
         }
         return sum((a + b) / 2.0 for a, b in zip(lps, lms, strict=True)) / max(1, n_q)
+
+    def _run_queries(
+        self, closure: Callable[[], Any], params: list[tuple[torch.Tensor, dict[str, Any]]], n_q: int
+    ) -> tuple[list[int], list[float], list[float], list[float], bool]:
+        """The 2·Q forwards: (seeds, projected grads, ℓ+, ℓ−, last restore pending).
+
+        If the closure raises, parameters are put back before the exception propagates.
+        """
+        eps = float(self.defaults["eps"])
+        snapshot = [p.detach().clone() for p, _ in params] if self.restore == "exact" else None
+        seeds: list[int] = []
+        pgs: list[float] = []
+        lps: list[float] = []
+        lms: list[float] = []
+        offset = 0.0  # current displacement, in units of eps·u(seed)
+        seed = 0
+        try:
+            for j in range(n_q):
+                seed = self._draw_seed()
+                self._perturb(params, seed, +1.0)
+                offset = 1.0
+                lp = _as_float(closure())
+                self._perturb(params, seed, -2.0)
+                offset = -1.0
+                lm = _as_float(closure())
+                if snapshot is not None:
+                    self._copy_back(params, snapshot)
+                    offset = 0.0
+                elif not (self.fused_restore and j == n_q - 1):
+                    self._perturb(params, seed, +1.0)
+                    offset = 0.0
+                # else: _update adds the last +ε while it regenerates that z anyway
+                seeds.append(seed)
+                pgs.append((lp - lm) / (2.0 * eps))
+                lps.append(lp)
+                lms.append(lm)
+        except BaseException:
+            if snapshot is not None:
+                self._copy_back(params, snapshot)
+            elif offset != 0.0:
+                self._perturb(params, seed, -offset)
+            raise
+        return seeds, pgs, lps, lms, offset != 0.0
+
+    @staticmethod
+    def _copy_back(params: list[tuple[torch.Tensor, dict[str, Any]]], snapshot: list[torch.Tensor]) -> None:
+        for (p, _), saved in zip(params, snapshot, strict=True):
+            p.copy_(saved)
 
     # --- shared update helpers -----------------------------------------------------------------
 
@@ -250,6 +287,34 @@ class ZOOptimizer(torch.optim.Optimizer):
         wd = float(group.get("weight_decay", 0.0))
         if wd > 0:
             p.mul_(1.0 - group["lr"] * wd)
+
+    def _apply_prox(self) -> None:
+        """Proximal L1 step (soft-threshold by ``lr·prox_l1``) on groups that set ``prox_l1 > 0``.
+
+        This is how SoRA trains its gates: the update (ZO or FO) first, then
+        ``g ← sign(g)·max(|g| − η·λ, 0)``, which produces exact zeros (pruned ranks).
+        """
+        for group in self.param_groups:
+            lam = float(group.get("prox_l1", 0.0) or 0.0)
+            if lam <= 0:
+                continue
+            threshold = group["lr"] * lam
+            with torch.no_grad():
+                for p in group["params"]:
+                    shrunk = p.abs().sub_(threshold).clamp_min_(0.0)
+                    p.copy_(shrunk.mul_(p.sign()))
+
+    def _prox_stats(self) -> dict[str, Any]:
+        """``prox_zero_fraction`` (share of exact zeros) and ``prox_threshold`` of the prox groups."""
+        groups = [g for g in self.param_groups if float(g.get("prox_l1", 0.0) or 0.0) > 0]
+        if not groups:
+            return {}
+        total = sum(p.numel() for g in groups for p in g["params"])
+        zeros = sum(int((p == 0).sum()) for g in groups for p in g["params"])
+        return {
+            "prox_zero_fraction": zeros / max(1, total),
+            "prox_threshold": float(groups[0]["lr"]) * float(groups[0]["prox_l1"]),
+        }
 
     # --- state ---------------------------------------------------------------------------------
 

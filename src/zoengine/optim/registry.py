@@ -30,7 +30,15 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class ZOOptions:
+class Options:
+    """Base of every options dataclass: fields carry ``help`` metadata; ``check`` range-checks."""
+
+    def check(self) -> None:
+        pass
+
+
+@dataclass
+class ZOOptions(Options):
     restore: str = field(
         default="auto",
         metadata=_help(
@@ -146,7 +154,7 @@ def check_adamu_horizon(T1: int | None, T2: int | None, T3: int | None) -> None:
 
 
 @dataclass
-class AdamOptions(ZOOptions):
+class AdamOptions(Options):
     beta1: float = field(default=0.9, metadata=_help("first-moment decay, in [0, 1)"))
     beta2: float = field(default=0.999, metadata=_help("second-moment decay, in [0, 1)"))
     adam_eps: float = field(default=1e-8, metadata=_help("Adam's denominator term, > 0"))
@@ -165,9 +173,11 @@ class ZOAdamOptions(AdamOptions):
     q: int = field(
         default=1, metadata=_help("queries (two-point estimates) per step on the same batch, >= 1")
     )
+    restore: str = field(default="auto", metadata=ZOOptions.__dataclass_fields__["restore"].metadata)
 
     def check(self) -> None:
         super().check()
+        ZOOptions.check(self)  # type: ignore[arg-type]
         if self.q < 1:
             _fail("q", f"must be >= 1 (got {self.q})")
 
@@ -195,7 +205,7 @@ class OptimizerSpec:
 
     name: str
     cls: type[ZOOptimizer]
-    options: type[ZOOptions]
+    options: type[Options]
     description: str
     preset: dict[str, Any]
     memory: str
@@ -308,7 +318,7 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
     _fail(key, f"expected {kinds[0]} (got {value!r})")
 
 
-def parse_options(name: str, options: dict[str, Any]) -> ZOOptions:
+def parse_options(name: str, options: dict[str, Any]) -> Options:
     """The method's options dataclass from a flat dict; unknown keys and bad values raise."""
     spec = OPTIMIZERS[name]
     fields = {f.name: f for f in dataclasses.fields(spec.options)}

@@ -47,7 +47,7 @@ class MezoSGD(ZOOptimizer):
             last_z = None
             if pending_restore:  # p = θ − εz_last: add +εz_last back first (exactly the unfused ops)
                 last_z = self.direction(p, i, seeds[-1])
-                p.add_(last_z, alpha=group["eps"])
+                p.add_(last_z, alpha=float(self.defaults["eps"]))
             self._decay(p, group)
             for j, (seed, pg) in enumerate(zip(seeds, pgs, strict=True)):
                 z = last_z if (last_z is not None and j == n - 1) else self.direction(p, i, seed, slot=1)

@@ -60,6 +60,7 @@ class RunView(Vertical):
         self.state = state
         self.device = device
         self.logs_seen = 0
+        self.ready = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="run-main"):
@@ -75,6 +76,7 @@ class RunView(Vertical):
         yield LogPane(id="log")
 
     def on_mount(self) -> None:
+        self.ready = True
         self.refresh_view()
 
     @on(TabbedContent.TabActivated)
@@ -83,6 +85,8 @@ class RunView(Vertical):
 
     def refresh_view(self, force: bool = False) -> None:
         """Redraw what changed since the last call."""
+        if not self.ready:
+            return
         state = self.state
         self.query_one(CountersPanel).show_state(state)
         tab = (self.query_one("#plot-tabs", TabbedContent).active or "tab-loss").removeprefix("tab-")
@@ -122,6 +126,7 @@ class DashboardScreen(Screen[None]):
     def __init__(self, runner: EngineRunner) -> None:
         super().__init__()
         self.runner = runner
+        self.ready = False  # the app's timer may tick between push and compose
 
     def compose(self) -> ComposeResult:
         yield Static("", id="run-title")
@@ -133,9 +138,12 @@ class DashboardScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.ready = True
         self.refresh_view()
 
     def refresh_view(self) -> None:
+        if not self.ready:
+            return
         state = self.runner.state
         self.query_one(RunView).refresh_view()
         cfg = self.runner.config

@@ -6,6 +6,7 @@ the user goes back or a fetch fails (the error stays on screen until then).
 
 from __future__ import annotations
 
+import importlib
 import time
 
 from textual import on, work
@@ -56,8 +57,7 @@ class FetchScreen(Screen[bool]):
 
     @work(thread=True, exclusive=True, group="fetch", exit_on_error=False, description="asset fetch")
     def _fetch_all(self) -> None:
-        from zoengine import assets
-
+        assets = importlib.import_module("zoengine.assets")
         worker = get_current_worker()
         for name in self.names:
             if worker.is_cancelled:

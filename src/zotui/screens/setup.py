@@ -288,11 +288,10 @@ class SetupScreen(Screen[None]):
                 self._apply(cfg, f.key, f.value)
             except ConfigError as exc:
                 errors[f.key] = exc.one_line()
-        if not errors:
-            try:
-                cfg.validate()
-            except ConfigError as exc:
-                errors[exc.field or "config"] = exc.one_line()
+        try:  # fields that did not parse keep their previous value, so the rest is still checked
+            cfg.validate()
+        except ConfigError as exc:
+            errors.setdefault(exc.field or "config", exc.one_line())
         return cfg, errors
 
     @staticmethod

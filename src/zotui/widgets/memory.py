@@ -12,6 +12,11 @@ from zoengine.telemetry import Reading, format_bytes, memory_snapshot
 REFRESH_SECONDS = 2.0
 
 
+def _default_source() -> Callable[[str | None], list[Reading]]:
+    """Looked up at call time, so tests can swap in fixed readings for screenshots."""
+    return memory_snapshot
+
+
 class MemoryPanel(Static):
     """Refreshes itself every ~2 s from ``zoengine.telemetry`` (cheap: psutil, /proc, NVML)."""
 
@@ -22,7 +27,7 @@ class MemoryPanel(Static):
     def __init__(
         self,
         device: str | None = None,
-        source: Callable[[str | None], list[Reading]] = memory_snapshot,
+        source: Callable[[str | None], list[Reading]] | None = None,
         *,
         id: str | None = None,
     ) -> None:
@@ -37,7 +42,8 @@ class MemoryPanel(Static):
 
     def sample(self) -> None:
         try:
-            self.readings = self.source(self.device)
+            source = self.source or _default_source()
+            self.readings = source(self.device)
         except Exception as exc:  # telemetry is never worth crashing the dashboard
             self.update(f"memory: unavailable ({exc})")
             return

@@ -1,0 +1,78 @@
+"""CLI: bad input is one line on stderr with exit code 2; train/runs/export work end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from zoengine.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["train", "--lr", "0"], "optimizer.lr"),
+        (["train", "--eps", "-1"], "optimizer.eps"),
+        (["train", "--optimizer", "adamw9"], "optimizer.name"),
+        (["train", "--set", "task.template=no placeholder"], "task.template"),
+        (["train", "--set", "run.steps=abc"], "run.steps"),
+        (["train", "--set", "nonsense"], "--set nonsense"),
+        (["train", "--config", "/no/such.toml"], "--config"),
+        (["export", "/no/such/run", "--format", "native"], "run"),
+        (["export", "/no/such/run", "--format", "onnx"], "--format"),
+        (["resume", "/no/such/run"], "run"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, field, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {field}") and "\n" not in err, err
+
+
+def test_unknown_zoo_model_is_one_line_exit_2(tmp_path, capsys):
+    code = main(["train", "--model", "smollm3-nope", "--output", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: model.name:") and "smollm2-135m-instruct" in err[-1]
+
+
+def test_missing_data_file_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
+    code = main(["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(tmp_path / "nope.csv"),
+                 "--output", str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: task.path:")
+
+
+def test_empty_split_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\ngreat fun,positive\nawful,negative\n")
+    code = main(["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(data),
+                 "--set", "task.n_train=2", "--set", "task.n_dev=5", "--output", str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: task.n_")
+
+
+def test_dry_run_prints_validated_toml(capsys):
+    assert main(["train", "--dry-run", "--lr", "1e-5", "--set", "run.steps=7"]) == 0
+    out = capsys.readouterr().out
+    assert "lr = 1e-05" in out and "steps = 7" in out
+
+
+def test_train_runs_export_end_to_end(tiny_llama_dir, tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    rows = ["text,label"] + ["great fun movie,positive", "awful boring film,negative"] * 10
+    data.write_text("\n".join(rows) + "\n")
+    run_dir = tmp_path / "run"
+    argv = ["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(data),
+            "--set", "task.template={text} it was {label}", "--set", "task.label_words=terrible,great",
+            "--set", "task.n_train=10", "--set", "task.n_dev=4", "--set", "task.n_test=4",
+            "--adapter", "lora", "--set", "adapter.r=2", "--lr", "1e-3", "--steps", "4", "--batch-size", "4",
+            "--eval-every", "2", "--output", str(run_dir), "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "finished: 4 steps" in out and "test accuracy" in out
+    assert main(["runs", "--home", str(tmp_path)]) == 0
+    assert str(run_dir) in capsys.readouterr().out
+    assert main(["export", str(run_dir), "--format", "native", "--out", str(tmp_path / "native")]) == 0
+    assert (tmp_path / "native" / "adapter_config.json").exists()
+    assert main(["eval", "--run", str(run_dir), "--split", "test"]) == 0
+    assert "test: loss" in capsys.readouterr().out
