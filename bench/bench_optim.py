@@ -285,7 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     args.model_dir = _resolve_model_dir(args.model_dir)
     t0 = time.time()
     inference = _run_worker("forward", args)
-    methods = {m: _run_worker("step", args, m) for m in args.methods.split(",") if m}
+    print(f"inference: {json.dumps(inference)}", file=sys.stderr, flush=True)
+    methods = {}
+    for m in filter(None, args.methods.split(",")):
+        methods[m] = _run_worker("step", args, m)
+        brief = {k: v for k, v in methods[m].items() if k != "rows"}
+        print(f"{m}: {json.dumps(brief)}", file=sys.stderr, flush=True)
     base = inference.get("peak_rss_mib")
     for res in methods.values():
         if base and "peak_rss_mib" in res:

@@ -183,6 +183,26 @@ def test_only_adapter_params_trainable(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", PARAMS)
+def test_after_step_and_stats(case: Case) -> None:
+    handle = apply_adapter(case.build(), case.cfg(), seed=0)
+    before = handle.trainable_state_dict()
+    handle.after_step(0, 1e-3)
+    stats = handle.stats()
+    if case.method == "sora":
+        assert set(stats) >= {"gate_sparsity", "effective_rank", "per_module", "lambda"}
+        assert (
+            stats["gate_sparsity"] == 0.0 and stats["effective_rank"] == 4
+        )  # ones-init gates survive one step
+    else:
+        assert stats == {}
+        for k, v in handle.trainable_state_dict().items():
+            assert torch.equal(v, before[k])  # no-op
+    method = ADAPTERS[case.method]
+    assert method.description and all(o.help for o in method.options)
+    assert repr(handle).startswith("AdapterHandle(method=")
+
+
+@pytest.mark.parametrize("case", PARAMS)
 def test_state_dict_round_trip(case: Case, ids: torch.Tensor) -> None:
     model = case.build()
     handle = apply_adapter(model, case.cfg(), seed=0)

@@ -36,8 +36,20 @@ def test_unknown_zoo_model_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_missing_data_file_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
-    code = main(["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(tmp_path / "nope.csv"),
-                 "--output", str(tmp_path / "r"), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_llama_dir),
+            "--task",
+            "file",
+            "--data",
+            str(tmp_path / "nope.csv"),
+            "--output",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: task.path:")
 
@@ -45,8 +57,24 @@ def test_missing_data_file_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
 def test_empty_split_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
     data = tmp_path / "d.csv"
     data.write_text("text,label\ngreat fun,positive\nawful,negative\n")
-    code = main(["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(data),
-                 "--set", "task.n_train=2", "--set", "task.n_dev=5", "--output", str(tmp_path / "r"), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_llama_dir),
+            "--task",
+            "file",
+            "--data",
+            str(data),
+            "--set",
+            "task.n_train=2",
+            "--set",
+            "task.n_dev=5",
+            "--output",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: task.n_")
 
@@ -62,11 +90,40 @@ def test_train_runs_export_end_to_end(tiny_llama_dir, tmp_path, capsys):
     rows = ["text,label"] + ["great fun movie,positive", "awful boring film,negative"] * 10
     data.write_text("\n".join(rows) + "\n")
     run_dir = tmp_path / "run"
-    argv = ["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(data),
-            "--set", "task.template={text} it was {label}", "--set", "task.label_words=terrible,great",
-            "--set", "task.n_train=10", "--set", "task.n_dev=4", "--set", "task.n_test=4",
-            "--adapter", "lora", "--set", "adapter.r=2", "--lr", "1e-3", "--steps", "4", "--batch-size", "4",
-            "--eval-every", "2", "--output", str(run_dir), "--quiet"]
+    argv = [
+        "train",
+        "--model",
+        str(tiny_llama_dir),
+        "--task",
+        "file",
+        "--data",
+        str(data),
+        "--set",
+        "task.template={text} it was {label}",
+        "--set",
+        "task.label_words=terrible,great",
+        "--set",
+        "task.n_train=10",
+        "--set",
+        "task.n_dev=4",
+        "--set",
+        "task.n_test=4",
+        "--adapter",
+        "lora",
+        "--set",
+        "adapter.r=2",
+        "--lr",
+        "1e-3",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "2",
+        "--output",
+        str(run_dir),
+        "--quiet",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "finished: 4 steps" in out and "test accuracy" in out

@@ -13,10 +13,26 @@ from zoengine.events import EvalDone, StatusChanged, StepLogged
 from zoengine.io import read_jsonl
 from zoengine.runs import list_runs, read_events
 
-POS = ["great fun movie", "a wonderful film", "i love this story", "the best acting", "really good music",
-       "very fun and happy", "wonderful scene", "good actor and great plot"]
-NEG = ["terrible boring movie", "an awful film", "i hate this story", "the worst acting", "really bad music",
-       "very boring and sad", "awful scene", "bad actor and terrible plot"]
+POS = [
+    "great fun movie",
+    "a wonderful film",
+    "i love this story",
+    "the best acting",
+    "really good music",
+    "very fun and happy",
+    "wonderful scene",
+    "good actor and great plot",
+]
+NEG = [
+    "terrible boring movie",
+    "an awful film",
+    "i hate this story",
+    "the worst acting",
+    "really bad music",
+    "very boring and sad",
+    "awful scene",
+    "bad actor and terrible plot",
+]
 
 
 @pytest.fixture
@@ -66,8 +82,13 @@ def test_run_trains_logs_and_checkpoints(tiny_llama_dir, sentiment_csv, tmp_path
     run.run()
     assert run.status == "finished", run.error
     d = run.run_dir
-    for name in ("config.toml", "metrics.jsonl", "state.json", "checkpoints/last/trainable.safetensors",
-                 "checkpoints/last/state.pt"):
+    for name in (
+        "config.toml",
+        "metrics.jsonl",
+        "state.json",
+        "checkpoints/last/trainable.safetensors",
+        "checkpoints/last/state.pt",
+    ):
         assert (d / name).exists(), name
     events = read_events(d)
     statuses = [e.status for e in events if isinstance(e, StatusChanged)]
@@ -107,8 +128,12 @@ def test_resume_after_stop_repeats_losses_exactly(tiny_llama_dir, sentiment_csv,
 
 
 def test_pause_resume_and_stop_from_another_thread(tiny_llama_dir, sentiment_csv, tmp_path):
-    cfg = tiny_config(tiny_llama_dir, sentiment_csv, tmp_path, **{"run.steps": 1000, "run.eval_every": 0,
-                                                                   "run.checkpoint_every": 0})
+    cfg = tiny_config(
+        tiny_llama_dir,
+        sentiment_csv,
+        tmp_path,
+        **{"run.steps": 1000, "run.eval_every": 0, "run.checkpoint_every": 0},
+    )
     run = Run(cfg)
     reached = threading.Event()
     run.subscribe(lambda e: reached.set() if isinstance(e, StepLogged) and e.step == 2 else None)

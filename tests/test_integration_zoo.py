@@ -35,10 +35,18 @@ def zoo_ready():
 def test_smollm2_rotten_tomatoes_short_run(zoo_ready, tmp_path, adapter):
     cfg = RunConfig()
     for key, value in {
-        "task.n_train": 64, "task.n_dev": 32, "task.n_test": 32,
-        "adapter.method": adapter, "optimizer.lr": 1e-4, "optimizer.eps": 1e-3,
-        "run.steps": 3, "run.batch_size": 8, "run.eval_every": 0, "run.checkpoint_every": 0,
-        "run.eval_batch_size": 32, "run.output_dir": str(tmp_path / "run"),
+        "task.n_train": 64,
+        "task.n_dev": 32,
+        "task.n_test": 32,
+        "adapter.method": adapter,
+        "optimizer.lr": 1e-4,
+        "optimizer.eps": 1e-3,
+        "run.steps": 3,
+        "run.batch_size": 8,
+        "run.eval_every": 0,
+        "run.checkpoint_every": 0,
+        "run.eval_batch_size": 32,
+        "run.output_dir": str(tmp_path / "run"),
     }.items():
         cfg.set(key, value)
     if adapter == "subset":

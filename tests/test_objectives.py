@@ -66,7 +66,10 @@ def test_causal_single_token_matches_unpadded_forward(tiny_llama, tiny_tokenizer
 @torch.no_grad()
 def test_causal_multi_token_options_mean_loglik(tiny_llama, tiny_tokenizer):
     task = FakeTask(kind="multiple_choice", label_words=[])
-    exs = [Ex({"text": "the plot", "choices": ["very good", "bad"]}, 0), Ex({"text": "it", "choices": ["fun", "not so fun"]}, 1)]
+    exs = [
+        Ex({"text": "the plot", "choices": ["very good", "bad"]}, 0),
+        Ex({"text": "it", "choices": ["fun", "not so fun"]}, 1),
+    ]
     obj = Objective(_loaded(tiny_llama, tiny_tokenizer, "causal_lm"), task, max_length=64)
     scores = obj.option_logits(obj.make_batch(exs))
     assert scores.shape == (2, 2)
@@ -85,8 +88,15 @@ def test_masked_lm_scores_label_words_at_mask(tiny_tokenizer):
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                                       num_attention_heads=2, intermediate_size=64)).eval()
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).eval()
     obj = Objective(_loaded(model, tiny_tokenizer, "masked_lm"), FakeTask(), max_length=32)
     batch = obj.make_batch(EXAMPLES[:2])
     assert (batch.input_ids[torch.arange(2), batch.mask_positions] == tiny_tokenizer.mask_token_id).all()
@@ -106,8 +116,15 @@ def test_encoder_classifier_head_starts_from_label_embeddings(tiny_tokenizer):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    enc = BertModel(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64)).eval()
+    enc = BertModel(
+        BertConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).eval()
     clf = EncoderClassifier(enc, num_labels=2)
     clf.init_head_from_texts(tiny_tokenizer, ["terrible", "great"])
     # an input equal to a label text is classified as that label (cosine similarity 1 to itself)
@@ -121,12 +138,16 @@ def test_encoder_classifier_head_starts_from_label_embeddings(tiny_tokenizer):
 
 def test_label_word_that_tokenizes_to_nothing(tiny_llama, tiny_tokenizer):
     with pytest.raises(DataError) as info:
-        Objective(_loaded(tiny_llama, tiny_tokenizer, "causal_lm"), FakeTask(label_words=["   ", "great"]), 32)
+        Objective(
+            _loaded(tiny_llama, tiny_tokenizer, "causal_lm"), FakeTask(label_words=["   ", "great"]), 32
+        )
     assert info.value.field == "task.label_words"
 
 
 def test_multi_token_label_words_fall_back_to_mean_loglik(tiny_llama, tiny_tokenizer):
-    obj = Objective(_loaded(tiny_llama, tiny_tokenizer, "causal_lm"), FakeTask(label_words=["very bad", "great"]), 32)
+    obj = Objective(
+        _loaded(tiny_llama, tiny_tokenizer, "causal_lm"), FakeTask(label_words=["very bad", "great"]), 32
+    )
     assert obj.single_token_ids is None and obj.warnings
     loss, acc = obj.evaluate(EXAMPLES, batch_size=2)
     assert loss == loss and 0 <= acc <= 1

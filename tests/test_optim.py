@@ -17,6 +17,7 @@ from zoengine.optim import (
     adamu_anneal,
     adazeta_beta,
     adazeta_query_count,
+    base,
     build_optimizer,
     lr_factor,
     make_lr_lambda,
@@ -180,12 +181,17 @@ def test_auto_restore_picks_exact_for_small_trainable_sets() -> None:
     assert opt.restore == "exact"
 
 
-def test_fused_and_unfused_inplace_updates_are_identical() -> None:
+@pytest.mark.parametrize("q", [1, 3])
+@pytest.mark.parametrize("name", ZO_METHODS)
+def test_fused_and_unfused_inplace_updates_are_identical(name: str, q: int) -> None:
+    # Fusing the last restore into the update saves a noise pass and must not change a bit.
+    opts = {"T1": 2, "T2": 3, "T3": 5} if name == "zo_adamu" else {"q": q} if name != "adazeta" else {}
+
     def run(fused: bool) -> torch.Tensor:
         params = _big_float32()
-        opt = _build("mezo_sgd", params, lr=1e-2, eps=1e-3, restore="inplace")
+        opt = _build(name, params, lr=1e-2, eps=1e-3, restore="inplace", **opts)
         opt.fused_restore = fused  # type: ignore[misc]
-        for _ in range(3):
+        for _ in range(4):
             opt.step(lambda: float(sum((p**2).sum() for p in params)))
         return torch.cat([p.flatten() for p in params])
 
@@ -242,8 +248,13 @@ def _lm_like_problem() -> tuple[list[torch.Tensor], object]:
     return [w, bvec], loss_at
 
 
+@pytest.mark.parametrize("chunk", [None, 8])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_resume_reproduces_the_uninterrupted_run_exactly(name: str) -> None:
+def test_resume_reproduces_the_uninterrupted_run_exactly(
+    name: str, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if chunk is not None:  # the 6x5 weight is perturbed/updated as 4 flat chunks
+        monkeypatch.setattr(base, "CHUNK_NUMEL", chunk)
     opts = {"T1": 2, "T2": 6, "T3": 12} if name == "zo_adamu" else {}
     params, loss_at = _lm_like_problem()
     opt = _build(name, params, lr=1e-2, steps=12, **opts)
@@ -275,6 +286,20 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(name: str) -> None:
     resumed = [fresh.step(closure_for(fresh, params, s)) for s in range(5, 10)]
     assert resumed == uninterrupted
     assert fresh.last_stats["projected_grads"] == stats_a["projected_grads"]
+    for p in params:  # buffers always cover whole parameters, chunked or not
+        assert all(
+            v.shape == p.shape for v in fresh.state[p].values() if isinstance(v, torch.Tensor) and v.dim()
+        )
+
+
+def test_large_tensors_are_chunked_and_the_estimator_stays_unbiased(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "CHUNK_NUMEL", 3)
+    x = torch.zeros(8)
+    opt = _build("mezo_sgd", [x])
+    pieces = opt._param_list()
+    assert [pc.x.numel() for pc in pieces] == [3, 3, 2] and all(pc.param is x for pc in pieces)
+    est, true = _zo_estimate_mean("mezo_sgd", 3000)
+    assert float((est - true).norm() / true.norm()) < 0.15
 
 
 def test_lambda_lr_drives_the_optimizer_lr() -> None:

@@ -161,3 +161,14 @@ def test_torch_failure_keeps_nvml(fake_cuda: _FakeCuda, monkeypatch: pytest.Monk
 )
 def test_format_bytes(n: int | None, text: str) -> None:
     assert format_bytes(n) == text
+
+
+def test_import_stays_light() -> None:
+    """zoengine.telemetry is read by the app every 2 s: no textual, and no torch unless CUDA is asked."""
+    import subprocess
+
+    code = "import sys, zoengine.telemetry as t; t.memory_snapshot('cpu'); print('textual' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "False"]

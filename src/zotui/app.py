@@ -74,6 +74,13 @@ class ZoApp(App[None]):
 
     def on_mount(self) -> None:
         from zotui.screens.setup import SetupScreen
+        from zotui.settings import load_keymap
+
+        keymap, problem = load_keymap()
+        if keymap:
+            self.set_keymap(keymap)
+        if problem:
+            self.notify(f"keymap ignored: {problem}", severity="warning", timeout=10)
 
         self.push_screen(SetupScreen(self.initial_config, self.config_path))
         if self.open_run is not None:
@@ -119,13 +126,18 @@ class ZoApp(App[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine", description="training engine")
     def _engine_worker(self, runner: EngineRunner) -> str:
         worker = get_current_worker()
+        self.backend.prepare()  # e.g. finish heavy imports here, not racing the engine thread
         status = runner.watch(lambda: worker.is_cancelled)
         self.post_message(RunEnded(runner, status))
         return status
 
     @on(RunEnded)
     def _run_ended(self, message: RunEnded) -> None:
+        from zotui.screens.dashboard import DashboardScreen
+
         message.runner.drain()
+        if isinstance(self.screen, DashboardScreen):
+            self.screen.refresh_view(force=True)  # the final state, without waiting for the throttle
         severity = "error" if message.status == "failed" else "information"
         self.notify(f"run {message.status}: {message.runner.run_dir.name}", severity=severity)
         if self.exit_when_ended:

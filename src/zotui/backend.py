@@ -72,6 +72,8 @@ class Backend:
     resume_run: Callable[[Path], RunHandle]
     list_runs: Callable[[], list[RunRow]]
     read_events: Callable[[Path], list[Event]]
+    export_run: Callable[[Path, str, Path], list[Path]]  # (run_dir, format, destination) -> files
+    prepare: Callable[[], None] = lambda: None  # called in the engine worker before a run starts
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,7 +114,19 @@ def engine_backend() -> Backend:
             return read_metrics(run_dir)
         return list(engine_read_events(run_dir))
 
-    return Backend("engine", new_run, resume_run, list_runs, read_events)
+    def export_run(run_dir: Path, fmt: str, dest: Path) -> list[Path]:
+        try:
+            from zoengine.exporting import export_run as engine_export_run
+        except ImportError:
+            return resume_run(run_dir).export(fmt, dest)
+        return list(engine_export_run(run_dir, fmt, dest))
+
+    def prepare() -> None:
+        from zotui.catalog import warm_imports
+
+        warm_imports()
+
+    return Backend("engine", new_run, resume_run, list_runs, read_events, export_run, prepare)
 
 
 def row_from_summary(summary: Any) -> RunRow:
@@ -195,10 +209,14 @@ def demo_backend(step_delay: float = 0.05, **options: Any) -> Backend:
     from zotui.demo import DemoRun
 
     def new_run(config: RunConfig) -> RunHandle:
-        run_dir = Path(config.run.output_dir) if config.run.output_dir else None
-        return DemoRun(config, run_dir=run_dir, step_delay=step_delay, **options)
+        return DemoRun(config, step_delay=step_delay, **options)
 
     def resume_run(run_dir: Path) -> RunHandle:
         return DemoRun.resume_from(run_dir, step_delay=step_delay, **options)
 
-    return Backend("demo", new_run, resume_run, scan_runs, read_metrics, options={"step_delay": step_delay})
+    def export_run(run_dir: Path, fmt: str, dest: Path) -> list[Path]:
+        return DemoRun(RunConfig.load(Path(run_dir) / "config.toml"), run_dir=run_dir).export(fmt, dest)
+
+    return Backend(
+        "demo", new_run, resume_run, scan_runs, read_metrics, export_run, options={"step_delay": step_delay}
+    )

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from zoengine.config import RunConfig
 
 log = logging.getLogger(__name__)
+_COUNT_LOCK = threading.Lock()
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_TASK = "rotten-tomatoes"
@@ -151,11 +153,19 @@ def missing_assets(config: RunConfig) -> list[str]:
 
 
 def _options_from(spec: Any, skip: tuple[str, ...]) -> list[OptionField]:
-    """Option fields from a spec's options dataclass (any of a few attribute names)."""
+    """Option fields from a spec's options: a dataclass (optimizers) or OptionSpec items (adapters)."""
     cls = next(
         (getattr(spec, a) for a in ("options", "options_cls", "config_cls", "config") if hasattr(spec, a)),
         None,
     )
+    if isinstance(cls, tuple | list):
+        return [
+            OptionField(
+                str(o.name), o.default, str(getattr(o, "help", "")), tuple(getattr(o, "choices", None) or ())
+            )
+            for o in cls
+            if o.name not in skip
+        ]
     if cls is None or not dataclasses.is_dataclass(cls):
         return []
     out = []
@@ -220,10 +230,77 @@ def export_formats() -> dict[str, str]:
 def trainable_count(config: RunConfig) -> tuple[int, int] | None:
     """(trainable, total) for the chosen model and adapter, or None when it cannot be computed."""
     models = _module("models")
-    if models is None or not hasattr(models, "count_trainable"):
+    if models is None:
         return None
-    trainable, total = models.count_trainable(config)
-    return int(trainable), int(total)
+    if hasattr(models, "count_trainable"):
+        trainable, total = models.count_trainable(config)
+        return int(trainable), int(total)
+    return _meta_count(config, models)
+
+
+def _meta_count(config: RunConfig, models: Any) -> tuple[int, int] | None:
+    """Count on a weightless copy of the model (torch "meta" device): no download, no memory.
+
+    Only for causal and masked LMs available locally (a zoo model already fetched, a directory or a
+    .gguf file); classifier heads depend on the labels, and hub ids may need the network.
+    """
+    if is_fetched(config.model.name) is False or not hasattr(models, "resolve_source"):
+        return None  # resolving an unfetched zoo model would fetch it
+    with _COUNT_LOCK:  # workers of successive edits overlap; a half-imported transformers breaks
+        return _meta_count_locked(config, models)
+
+
+def warm_imports() -> None:
+    """Fully import torch/transformers once, under the lock the preview worker uses.
+
+    transformers resolves ``AutoConfig`` and friends lazily; two threads doing that first import
+    at the same time (the setup preview and the engine loading its model) can see a half-initialised
+    module ("module 'transformers' has no attribute 'AutoConfig'"). The app calls this from the
+    engine worker before starting a real run, so the engine thread only ever finds them loaded.
+    """
+    with _COUNT_LOCK:
+        _touch_transformers()
+
+
+def _touch_transformers() -> Any:
+    import torch  # noqa: F401  (imported for its side effect: fully initialised before use)
+    import transformers
+
+    for name in (
+        "AutoConfig",
+        "AutoTokenizer",
+        "AutoModelForCausalLM",
+        "AutoModelForMaskedLM",
+        "AutoModelForSequenceClassification",
+    ):
+        getattr(transformers, name)
+    return transformers
+
+
+def _meta_count_locked(config: RunConfig, models: Any) -> tuple[int, int] | None:
+    source, where, gguf_file, zoo_kind = models.resolve_source(config.model.name)
+    if source == "hub":
+        return None
+    import torch
+
+    transformers = _touch_transformers()
+
+    hf_config = transformers.AutoConfig.from_pretrained(
+        where, **({"gguf_file": gguf_file} if gguf_file else {})
+    )
+    kind = config.model.kind if config.model.kind != "auto" else models.detect_kind(hf_config, zoo_kind)
+    auto = {
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "masked_lm": transformers.AutoModelForMaskedLM,
+    }.get(kind)
+    adapters = _module("adapters")
+    if auto is None or adapters is None:
+        return None
+    with torch.device("meta"):
+        model = auto.from_config(hf_config)
+    total = sum(p.numel() for p in model.parameters())
+    handle = adapters.apply_adapter(model, config.adapter, seed=0)
+    return int(handle.num_trainable()), int(total)
 
 
 def task_preview(config: RunConfig) -> str | None:

@@ -38,6 +38,19 @@ EXPORT_FORMATS = ("native", "peft-lora", "merged")
 QUEUE_SIZE = 2048
 
 
+def _new_run_dir(config: RunConfig) -> Path:
+    """``run.output_dir``, else a fresh timestamped directory under the runs home (like the engine)."""
+    if config.run.output_dir:
+        return Path(config.run.output_dir).expanduser()
+    name = config.run.name or f"demo-{config.optimizer.name}-{config.adapter.method}"
+    base = runs_home() / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
 class DemoRun:
     """One scripted run; thread-safe controls, a bounded event queue that never blocks the run."""
 
@@ -53,8 +66,7 @@ class DemoRun:
         fixed_time: float | None = None,
     ) -> None:
         self.config = config
-        name = config.run.name or f"demo-{config.optimizer.name}-{config.adapter.method}"
-        self.run_dir = Path(run_dir) if run_dir else runs_home() / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+        self.run_dir = Path(run_dir) if run_dir else _new_run_dir(config)
         self.step_delay = step_delay
         self.work_seconds = work_seconds
         self.start_step = start_step

@@ -5,7 +5,8 @@ in the averaging. ``DecimatedSeries`` keeps at most ``capacity`` buckets, each r
 lowest and highest point and whether it saw a non-finite value; when full, neighbouring buckets
 merge and the bucket width doubles (O(1) amortised per point, O(capacity) memory). ``view(width)``
 then groups buckets to the plot width and returns at most two points per column (min and max, in
-step order) plus the steps where NaN/inf occurred, which the plot draws as markers.
+step order) plus the newest point, and the steps where NaN/inf occurred, which the plot draws as
+markers.
 
     >>> s = DecimatedSeries()
     >>> for i, y in enumerate([1.0, 0.0, float("nan"), 2.0]):
@@ -61,7 +62,7 @@ def _new_bucket(x: float, y: float) -> Bucket:
 class DecimatedSeries:
     """An append-only curve summarised into at most ``capacity`` min/max buckets."""
 
-    def __init__(self, capacity: int = 2048) -> None:
+    def __init__(self, capacity: int = 1024) -> None:
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2 (got {capacity})")
         self.capacity = capacity
@@ -92,27 +93,36 @@ class DecimatedSeries:
         self.points_per_bucket *= 2
 
     def view(self, width: int) -> tuple[list[float], list[float], list[float]]:
-        """(xs, ys, nan_xs) with at most ``2 * width`` finite points, for a plot ``width`` wide."""
+        """(xs, ys, nan_xs) with at most ``2 * width`` finite points (+ the newest), for ``width`` columns."""
         width = max(1, width)
         buckets = self._buckets
-        if len(buckets) > width:
-            group = math.ceil(len(buckets) / width)
-            grouped: list[Bucket] = []
-            for i in range(0, len(buckets), group):
-                acc = buckets[i]
-                for b in buckets[i + 1 : i + group]:
-                    acc = acc.merge(b)
-                grouped.append(acc)
-            buckets = grouped
+        group = max(1, math.ceil(len(buckets) / width))
         xs: list[float] = []
         ys: list[float] = []
         nan_xs: list[float] = []
-        for b in buckets:
-            for x, y in b.points():
-                xs.append(x)
-                ys.append(y)
-            if b.nan_x is not None:
-                nan_xs.append(b.nan_x)
+        for i in range(0, len(buckets), group):
+            lo: tuple[float, float] | None = None
+            hi: tuple[float, float] | None = None
+            nan_x: float | None = None
+            for b in buckets[i : i + group]:  # plain comparisons: this runs on every redraw
+                if b.lo is not None and (lo is None or b.lo[1] < lo[1]):
+                    lo = b.lo
+                if b.hi is not None and (hi is None or b.hi[1] > hi[1]):
+                    hi = b.hi
+                if nan_x is None and b.nan_x is not None:
+                    nan_x = b.nan_x
+            if lo is not None and hi is not None:
+                first, second = (lo, hi) if lo[0] <= hi[0] else (hi, lo)
+                xs.append(first[0])
+                ys.append(first[1])
+                if second != first:
+                    xs.append(second[0])
+                    ys.append(second[1])
+            if nan_x is not None:
+                nan_xs.append(nan_x)
+        if self.last is not None and math.isfinite(self.last[1]) and (not xs or self.last[0] > xs[-1]):
+            xs.append(self.last[0])  # the curve always reaches the newest step
+            ys.append(self.last[1])
         return xs, ys, nan_xs
 
 

@@ -59,21 +59,36 @@ async def wait_for(pilot: Pilot[object], condition: Callable[[], bool], timeout:
 
 
 def fixed_readings(device: str | None = None) -> list[Reading]:
-    return [Reading("RSS", 300 * 2**20, None, PROCESS_WHAT), Reading("peak RSS", 320 * 2**20, None, PROCESS_WHAT)]
+    return [
+        Reading("RSS", 300 * 2**20, None, PROCESS_WHAT),
+        Reading("peak RSS", 320 * 2**20, None, PROCESS_WHAT),
+    ]
 
 
 @pytest.fixture
 def fixed_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic pickers and memory for screenshots (no dependence on the local zoo cache)."""
-    monkeypatch.setattr(catalog, "model_choices", lambda: [catalog.Choice("smollm2-135m-instruct", "smollm2-135m-instruct (270 MB)")])
+    monkeypatch.setattr(
+        catalog,
+        "model_choices",
+        lambda: [catalog.Choice("smollm2-135m-instruct", "smollm2-135m-instruct (270 MB)")],
+    )
     monkeypatch.setattr(catalog, "is_fetched", lambda name: None)
     monkeypatch.setattr(
         catalog,
         "task_choices",
         lambda: [catalog.Choice(n, n) for n in ("rotten-tomatoes", "sst2", "rte", "file")],
     )
-    monkeypatch.setattr(catalog, "optimizer_specs", lambda: {n: catalog.MethodSpec(n, d) for n, d in catalog.FALLBACK_OPTIMIZERS.items()})
-    monkeypatch.setattr(catalog, "adapter_specs", lambda: {n: catalog.MethodSpec(n, d) for n, d in catalog.FALLBACK_ADAPTERS.items()})
+    monkeypatch.setattr(
+        catalog,
+        "optimizer_specs",
+        lambda: {n: catalog.MethodSpec(n, d) for n, d in catalog.FALLBACK_OPTIMIZERS.items()},
+    )
+    monkeypatch.setattr(
+        catalog,
+        "adapter_specs",
+        lambda: {n: catalog.MethodSpec(n, d) for n, d in catalog.FALLBACK_ADAPTERS.items()},
+    )
     monkeypatch.setattr(catalog, "trainable_count", lambda cfg: None)
     monkeypatch.setattr(catalog, "task_preview", lambda cfg: None)
     monkeypatch.setattr(catalog, "export_formats", lambda: dict(catalog.EXPORT_FORMATS))

@@ -36,7 +36,9 @@ def field(app: ZoApp, key: str) -> FormField:
     return app.screen.query_one(f"#{field_id(key)}", FormField)
 
 
-async def test_configure_start_watch_pause_resume_stop_export_and_find_run(make_demo_app, tmp_path: Path) -> None:
+async def test_configure_start_watch_pause_resume_stop_export_and_find_run(
+    make_demo_app, tmp_path: Path
+) -> None:
     app = make_demo_app(demo_config(tmp_path, steps=100_000), step_delay=0.005)
     async with app.run_test(size=(100, 32)) as pilot:
         # configure: a new lr typed into the form ends up in the run's config
@@ -72,7 +74,10 @@ async def test_configure_start_watch_pause_resume_stop_export_and_find_run(make_
         export = app.screen
         assert isinstance(export, ExportScreen)
         await wait_for(pilot, lambda: export.written is not None)
-        assert all(p.is_file() for p in export.written) and export.written[0].parent == tmp_path / "run" / "exports" / "native"
+        assert (
+            all(p.is_file() for p in export.written)
+            and export.written[0].parent == tmp_path / "run" / "exports" / "native"
+        )
         assert "exported native" in str(export.query_one("#export-result").render())
         await pilot.press("escape")
         # the run is listed on the runs screen, and opens as a replay
@@ -81,7 +86,11 @@ async def test_configure_start_watch_pause_resume_stop_export_and_find_run(make_
         runs = app.screen
         assert isinstance(runs, RunsScreen)
         row = next(r for r in runs.rows if r.path == tmp_path / "run")
-        assert row.status == "stopped" and row.steps_done == runner.state.step and row.best_dev_accuracy is not None
+        assert (
+            row.status == "stopped"
+            and row.steps_done == runner.state.step
+            and row.best_dev_accuracy is not None
+        )
         table = runs.query_one(DataTable)
         table.move_cursor(row=runs.rows.index(row))
         table.focus()
@@ -114,11 +123,15 @@ async def test_values_that_do_not_parse_name_the_expected_type(make_demo_app, tm
         await type_into(pilot, app, "run.steps", "many", "tab-run")
         assert field(app, "run.steps").error == "run.steps: expected int (got 'many')"
         await type_into(pilot, app, "model.device", "tpu", "tab-model")
-        assert field(app, "model.device").error == "model.device: must be auto, cpu, cuda or cuda:N (got 'tpu')"
+        assert (
+            field(app, "model.device").error == "model.device: must be auto, cpu, cuda or cuda:N (got 'tpu')"
+        )
         assert "run.steps: expected int" in app.screen.query_one("#setup-status").render().plain  # type: ignore[union-attr]
 
 
-async def test_quit_during_a_run_asks_then_stops_saves_and_ends_the_engine(make_demo_app, tmp_path: Path) -> None:
+async def test_quit_during_a_run_asks_then_stops_saves_and_ends_the_engine(
+    make_demo_app, tmp_path: Path
+) -> None:
     app = make_demo_app(demo_config(tmp_path, steps=100_000))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f5")
@@ -213,22 +226,28 @@ async def test_export_error_is_shown_in_one_line(make_demo_app, tmp_path: Path) 
 
 
 async def test_resume_a_stopped_run_from_the_runs_screen(make_demo_app, tmp_path: Path) -> None:
-    app = make_demo_app(demo_config(tmp_path, steps=60))
+    app = make_demo_app(demo_config(tmp_path, steps=100_000))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.runner is not None and app.runner.state.step > 5)
         await pilot.press("s")
         await wait_for(pilot, lambda: not app.runner.active)
         stopped_at = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["step"]
+        first_runner = app.runner
         await pilot.press("f2")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and bool(app.screen.rows))
         runs = app.screen
         runs.query_one(DataTable).move_cursor(row=[r.path for r in runs.rows].index(tmp_path / "run"))
+        assert runs.current().status == "stopped"
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
-        await wait_for(pilot, lambda: app.runner.state.status == "finished")
-        first = app.runner.state.loss.view(1000)[0][0]
-        assert first == stopped_at + 1  # continued after the checkpoint, not from 0
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, DashboardScreen) and app.runner is not first_runner
+        )
+        resumed = app.runner
+        await wait_for(pilot, lambda: resumed.state.step > stopped_at + 3)
+        assert resumed.state.loss.view(1000)[0][0] == stopped_at + 1  # continued after the checkpoint
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not resumed.active)
 
 
 async def test_marked_runs_overlay_in_one_plot(make_demo_app, tmp_path: Path) -> None:
@@ -268,9 +287,19 @@ async def test_help_lists_the_keys_of_the_screen(make_demo_app, tmp_path: Path) 
 def test_every_binding_has_an_id_and_a_description() -> None:
     from zotui.screens import dashboard, dialogs, export, fetch, help, runs, setup
 
-    classes = [ZoApp, setup.SetupScreen, dashboard.DashboardScreen, runs.RunsScreen, runs.ReplayScreen,
-               export.ExportScreen, fetch.FetchScreen, help.HelpScreen, dialogs.QuitScreen,
-               dialogs.PathScreen, dialogs.TextScreen]
+    classes = [
+        ZoApp,
+        setup.SetupScreen,
+        dashboard.DashboardScreen,
+        runs.RunsScreen,
+        runs.ReplayScreen,
+        export.ExportScreen,
+        fetch.FetchScreen,
+        help.HelpScreen,
+        dialogs.QuitScreen,
+        dialogs.PathScreen,
+        dialogs.TextScreen,
+    ]
     for cls in classes:
         for b in cls.BINDINGS:
             assert b.id and b.description and b.tooltip, (cls.__name__, b)
@@ -297,10 +326,14 @@ async def test_cli_command_and_toml_round_trip(make_demo_app, tmp_path: Path) ->
         await wait_for(pilot, lambda: isinstance(app.screen, PathScreen))
         app.screen.query_one(Input).value = str(path)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and field(app, "optimizer.lr").value == "3e-05")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, SetupScreen) and field(app, "optimizer.lr").value == "3e-05"
+        )
 
 
-async def test_start_goes_through_the_fetch_screen_when_assets_are_missing(make_demo_app, tmp_path, monkeypatch) -> None:
+async def test_start_goes_through_the_fetch_screen_when_assets_are_missing(
+    make_demo_app, tmp_path, monkeypatch
+) -> None:
     import sys
     import types
 
@@ -319,7 +352,9 @@ async def test_start_goes_through_the_fetch_screen_when_assets_are_missing(make_
 
     fake.fetch = fetch  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "zoengine.assets", fake)
-    monkeypatch.setattr(catalog, "missing_assets", lambda cfg: [n for n in ("smollm2-135m-instruct",) if n not in fetched])
+    monkeypatch.setattr(
+        catalog, "missing_assets", lambda cfg: [n for n in ("smollm2-135m-instruct",) if n not in fetched]
+    )
     app = make_demo_app(demo_config(tmp_path))
     app.check_assets = True
     async with app.run_test(size=(80, 24)) as pilot:
@@ -335,3 +370,50 @@ async def test_theme_toggles_between_dark_and_light(make_demo_app) -> None:
         assert app.theme == "textual-dark"
         await pilot.press("ctrl+t")
         assert app.theme == "textual-light"
+
+
+async def test_a_keymap_file_rebinds_an_action_id(make_demo_app, tmp_path: Path, monkeypatch) -> None:
+    keymap = tmp_path / "keymap.toml"
+    keymap.write_text('[keys]\nstart-run = "f9"\n')
+    monkeypatch.setenv("ZOTUI_KEYMAP", str(keymap))
+    app = make_demo_app(demo_config(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not app.runner.active)
+
+
+async def test_open_run_argument_replays_a_run_directory(make_demo_app, tmp_path: Path) -> None:
+    from zotui.__main__ import make_app
+    from zotui.backend import demo_backend
+    from zotui.demo import DemoRun
+
+    run = DemoRun(demo_config(tmp_path, steps=40), step_delay=0)
+    run.start()
+    assert run.join(10)
+    app = make_app(open_run=tmp_path / "run", backend=demo_backend(), check_assets=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and bool(app.screen.states))
+        state = app.screen.states[0]
+        assert state.status == "finished" and state.step == 40 and state.dev_points()
+
+
+def test_main_rejects_a_missing_config_with_one_line(tmp_path: Path, capsys) -> None:
+    from zotui.__main__ import main
+
+    assert main(["--config", str(tmp_path / "nope.toml")]) == 2
+    assert capsys.readouterr().err.strip() == f"zotui: --config: file not found: {tmp_path / 'nope.toml'}"
+
+
+async def test_a_failing_engine_is_reported_and_the_app_stays_usable(make_demo_app, tmp_path: Path) -> None:
+    app = make_demo_app(demo_config(tmp_path, steps=100), fail_at=5)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "failed")
+        assert "scripted failure at step 5" in app.runner.state.status_message
+        assert ("error", "scripted failure at step 5") in list(app.runner.state.logs)
+        await pilot.press("escape")  # back to setup; a new run may start
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
+        assert not app.runner.active

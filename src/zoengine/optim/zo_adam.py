@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import torch
-
-from zoengine.optim.base import ZOOptimizer
+from zoengine.optim.base import Pieces, ZOOptimizer
 
 __all__ = ["ZOAdam"]
 
 
 class ZOAdam(ZOOptimizer):
     """Adam on ZO estimates; ``adam_eps`` is Adam's denominator term (``eps`` is the perturbation)."""
+
+    fused_restore = True
 
     def __init__(
         self,
@@ -48,20 +48,17 @@ class ZOAdam(ZOOptimizer):
 
     def _update(
         self,
-        params: list[tuple[torch.Tensor, dict[str, Any]]],
+        params: Pieces,
         seeds: list[int],
         pgs: list[float],
         pending_restore: bool,
     ) -> None:
         t = self._t
-        for i, (p, group) in enumerate(params):
-            g = self._estimate(p, i, seeds, pgs)
+        for i, piece in enumerate(params):
+            p, group = piece.x, piece.group
+            g = self._estimate(p, i, seeds, pgs, pending_restore)
             b1, b2 = group["beta1"], group["beta2"]
-            state = self.state[p]
-            if "exp_avg" not in state:
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
-            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m, v = self._state_view(piece, "exp_avg"), self._state_view(piece, "exp_avg_sq")
             m.mul_(b1).add_(g, alpha=1.0 - b1)
             v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
             denom = (v / (1.0 - b2**t)).sqrt_().add_(group["adam_eps"])

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from zoengine.optim.base import ZOOptimizer
+from zoengine.optim.base import Pieces, ZOOptimizer
 from zoengine.optim.schedules import adamu_anneal
 
 __all__ = ["ZOAdaMU", "resolve_adamu_horizon"]
@@ -54,6 +54,8 @@ def resolve_adamu_horizon(
 
 class ZOAdaMU(ZOOptimizer):
     """ZO-AdaMU with three-phase annealing of α, β1, β2 over T1/T2/T3 (1-based steps)."""
+
+    fused_restore = True  # _update restores +εu from the draws it makes anyway
 
     def __init__(
         self,
@@ -99,11 +101,21 @@ class ZOAdaMU(ZOOptimizer):
         a = self._coef[0]
         xi_h, xi_c = self._noise(p, seed, index, count=2, slot=2 * slot)
         z_hist = xi_h.mul_(math.sqrt(max(0.0, 1.0 - a)))
-        m = self.state[p].get("perturb_momentum")
+        m = self._momentum(index)
         if m is not None:
             z_hist.add_(m)
         z_cur = xi_c.mul_(math.sqrt(a))
         return z_cur, z_hist
+
+    def _momentum(self, index: int) -> torch.Tensor | None:
+        """m of piece ``index`` (None before the first update: m_0 = 0 without allocating it)."""
+        pieces = self._pieces
+        if pieces is None or index >= len(pieces):
+            return None
+        piece = pieces[index]
+        if "perturb_momentum" not in self.state[piece.param]:
+            return None
+        return self._state_view(piece, "perturb_momentum")
 
     def direction(self, p: torch.Tensor, index: int, seed: int, slot: int = 0) -> torch.Tensor:
         b1 = self._coef[1]
@@ -112,25 +124,24 @@ class ZOAdaMU(ZOOptimizer):
 
     def _update(
         self,
-        params: list[tuple[torch.Tensor, dict[str, Any]]],
+        params: Pieces,
         seeds: list[int],
         pgs: list[float],
         pending_restore: bool,
     ) -> None:
         _, b1, b2 = self._coef
         seed, g = seeds[0], pgs[0]
-        for i, (p, group) in enumerate(params):
+        for i, piece in enumerate(params):
+            p, group = piece.x, piece.group
             z_cur, z_hist = self._parts(p, i, seed)
             v = (z_cur * z_cur).mul_(b2).addcmul_(z_hist, z_hist, value=1.0 - b2)
             u = z_cur.mul_(b1).add_(z_hist, alpha=1.0 - b1)
             del z_hist
+            if pending_restore:  # p = θ − εu: put θ back first (the ops an unfused restore does)
+                p.add_(u, alpha=float(self.defaults["eps"]))
             self._decay(p, group)
             p.addcdiv_(u, v.add_(group["sigma"]).sqrt_(), value=-group["lr"] * g)
-            state = self.state[p]
-            if "perturb_momentum" in state:
-                state["perturb_momentum"].copy_(u)
-            else:
-                state["perturb_momentum"] = u.clone()  # u lives in a scratch buffer
+            self._state_view(piece, "perturb_momentum").copy_(u)  # m ← u (u is scratch)
 
     def _method_stats(self) -> dict[str, Any]:
         a, b1, b2 = self._coef

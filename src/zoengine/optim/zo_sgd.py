@@ -12,14 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import torch
-
-from zoengine.optim.base import ZOOptimizer
+from zoengine.optim.base import Pieces, ZOOptimizer
 from zoengine.optim.schedules import adazeta_beta, adazeta_query_count
 
 __all__ = ["AdaZeta", "MezoSGD", "ZOSGDMomentum", "ZOSGDSign"]
-
-Params = list[tuple[torch.Tensor, dict[str, Any]]]
 
 
 class MezoSGD(ZOOptimizer):
@@ -41,9 +37,9 @@ class MezoSGD(ZOOptimizer):
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "q": int(q)}
         super().__init__(params, defaults, seed=seed, restore=restore)
 
-    def _update(self, params: Params, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
+    def _update(self, params: Pieces, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
         n = len(seeds)
-        for i, (p, group) in enumerate(params):
+        for i, (p, group, _, _) in enumerate(params):
             last_z = None
             if pending_restore:  # p = θ − εz_last: add +εz_last back first (exactly the unfused ops)
                 last_z = self.direction(p, i, seeds[-1])
@@ -97,6 +93,8 @@ class AdaZeta(MezoSGD):
 class ZOSGDMomentum(ZOOptimizer):
     """ZO-SGD-MMT (ZO-Bench): heavy-ball momentum on the ZO estimate, ``m ← μm + ĝ; θ ← θ − ηm``."""
 
+    fused_restore = True
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -112,21 +110,20 @@ class ZOSGDMomentum(ZOOptimizer):
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "momentum": momentum, "q": int(q)}
         super().__init__(params, defaults, seed=seed, restore=restore)
 
-    def _update(self, params: Params, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
-        for i, (p, group) in enumerate(params):
-            g = self._estimate(p, i, seeds, pgs)
-            state = self.state[p]
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                state["momentum_buffer"] = buf = g
-            else:
-                buf.mul_(group["momentum"]).add_(g)
+    def _update(self, params: Pieces, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
+        for i, piece in enumerate(params):
+            p, group = piece.x, piece.group
+            g = self._estimate(p, i, seeds, pgs, pending_restore)
+            buf = self._state_view(piece, "momentum_buffer")  # zeros at first: m_1 = ĝ_1
+            buf.mul_(group["momentum"]).add_(g)
             self._decay(p, group)
             p.add_(buf, alpha=-group["lr"])
 
 
 class ZOSGDSign(ZOOptimizer):
     """ZO-SGD-Sign (ZO-Bench): ``θ ← θ − η·sign(ĝ)``; robust to the scale of the ZO estimate."""
+
+    fused_restore = True
 
     def __init__(
         self,
@@ -142,8 +139,8 @@ class ZOSGDSign(ZOOptimizer):
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "q": int(q)}
         super().__init__(params, defaults, seed=seed, restore=restore)
 
-    def _update(self, params: Params, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
-        for i, (p, group) in enumerate(params):
-            g = self._estimate(p, i, seeds, pgs)
+    def _update(self, params: Pieces, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
+        for i, (p, group, _, _) in enumerate(params):
+            g = self._estimate(p, i, seeds, pgs, pending_restore)
             self._decay(p, group)
             p.add_(g.sign_(), alpha=-group["lr"])

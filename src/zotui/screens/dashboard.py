@@ -8,6 +8,8 @@ widgets for a finished run read from ``metrics.jsonl``.
 
 from __future__ import annotations
 
+import time
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,6 +26,8 @@ from zotui.widgets.plots import Figure, Line, Points, SeriesPlot
 from zotui.widgets.sora import SoraView
 
 PLOT_TABS = ("loss", "grad", "queries", "sora")
+PLOT_MIN_INTERVAL = 2.0  # seconds between plot rebuilds while data streams in (a whole-run curve)
+NUMBERS_MIN_INTERVAL = 0.5  # seconds between redraws of counters, progress and log
 
 
 def loss_figure(state: RunState) -> Figure:
@@ -31,7 +35,7 @@ def loss_figure(state: RunState) -> Figure:
     dev = state.dev_points()
     return Figure(
         title="train loss (raw, ema) · dev loss · dev acc (right)",
-        lines=[Line("raw", state.loss, "gray"), Line("ema", state.smoothed, "cyan")],
+        lines=[Line("raw", state.loss, "gray"), Line("ema", state.smoothed, "cyan", joined=True)],
         points=[
             Points("dev loss", [e.step for e in dev], [e.loss for e in dev], "yellow", "dot"),
             Points("dev acc", [e.step for e in dev], [e.accuracy for e in dev], "green", "+", yside="right"),
@@ -61,6 +65,7 @@ class RunView(Vertical):
         self.device = device
         self.logs_seen = 0
         self.ready = False
+        self._plot_drawn_at = 0.0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="run-main"):
@@ -83,15 +88,20 @@ class RunView(Vertical):
     def _tab_changed(self) -> None:
         self.refresh_view(force=True)
 
-    def refresh_view(self, force: bool = False) -> None:
-        """Redraw what changed since the last call."""
+    def refresh_view(self, force: bool = False, live: bool = False) -> None:
+        """Redraw what changed; while ``live`` (data streaming in) the plot waits PLOT_MIN_INTERVAL."""
         if not self.ready:
             return
         state = self.state
         self.query_one(CountersPanel).show_state(state)
         tab = (self.query_one("#plot-tabs", TabbedContent).active or "tab-loss").removeprefix("tab-")
         plot = self.query_one(f"#plot-{tab}", SeriesPlot)
-        plot.show_figure(figure_for(tab, state), None if force else state.version)
+        now = time.monotonic()
+        throttled = live and now - self._plot_drawn_at < PLOT_MIN_INTERVAL
+        if force or (not throttled and plot.drawn_version != state.version):
+            if state.steps_seen:  # the first curve appears at once; later ones wait their turn
+                self._plot_drawn_at = now
+            plot.show_figure(figure_for(tab, state), state.version, force=True)
         if tab == "sora":
             self.query_one(SoraView).show_modules(state.per_module, state.effective_rank)
         log = self.query_one(LogPane)
@@ -127,6 +137,7 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self.runner = runner
         self.ready = False  # the app's timer may tick between push and compose
+        self._drawn_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="run-title")
@@ -141,11 +152,18 @@ class DashboardScreen(Screen[None]):
         self.ready = True
         self.refresh_view()
 
-    def refresh_view(self) -> None:
-        if not self.ready:
+    def refresh_view(self, force: bool = False) -> None:
+        """Redraw at most every NUMBERS_MIN_INTERVAL, in one batch (one frame, not one per widget)."""
+        now = time.monotonic()
+        if not self.ready or (not force and now - self._drawn_at < NUMBERS_MIN_INTERVAL):
             return
+        self._drawn_at = now
+        with self.app.batch_update():
+            self._redraw()
+
+    def _redraw(self) -> None:
         state = self.runner.state
-        self.query_one(RunView).refresh_view()
+        self.query_one(RunView).refresh_view(live=self.runner.active)
         cfg = self.runner.config
         what = (
             f" · {cfg.model.name} · {cfg.task.name} · {cfg.adapter.method} · {cfg.optimizer.name}"
@@ -157,9 +175,10 @@ class DashboardScreen(Screen[None]):
         bar = self.query_one("#progress", ProgressBar)
         if state.total_steps:
             bar.update(total=state.total_steps, progress=state.step)
-        rate = state.steps_per_second()
+        rate = state.steps_per_second() if self.runner.active else None
         self.query_one("#progress-text", Static).update(
-            f"{state.step}/{state.total_steps or '?'} · {rate or 0:.2f} steps/s · ETA {format_duration(state.eta_seconds())}"
+            f"{state.step}/{state.total_steps or '?'} · {rate or 0:.2f} steps/s · "
+            f"ETA {format_duration(state.eta_seconds() if rate else None)}"
         )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -31,9 +31,10 @@ class ExportScreen(ModalScreen[list[Path] | None]):
         Binding("ctrl+e", "export_now", "Export", id="export-now", tooltip="Write the files"),
     ]
 
-    def __init__(self, run: RunHandle | Callable[[], RunHandle], run_dir: Path) -> None:
+    def __init__(self, run: RunHandle | Callable[[str, Path], list[Path]], run_dir: Path) -> None:
+        """``run`` is a live run handle, or an export function ``(fmt, dest) -> files`` for a past run."""
         super().__init__()
-        self.run_or_factory = run
+        self.run_or_export = run
         self.run_dir = Path(run_dir)
         self.formats = catalog.export_formats()
         self.fmt = next(iter(self.formats))
@@ -76,8 +77,10 @@ class ExportScreen(ModalScreen[list[Path] | None]):
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="export")
     def _export(self, fmt: str, dest: Path) -> list[Path]:
-        run = self.run_or_factory() if callable(self.run_or_factory) else self.run_or_factory
-        return run.export(fmt, dest)
+        target = self.run_or_export
+        if callable(target) and not hasattr(target, "export"):
+            return list(target(fmt, dest))
+        return list(target.export(fmt, dest))  # type: ignore[union-attr]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "export":

@@ -8,6 +8,7 @@ command line shows up exactly like one started here. Replays fold ``metrics.json
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 from textual import on, work
@@ -18,12 +19,13 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from zoengine.errors import ZOError
-from zotui.backend import RESUMABLE_STATUSES, RunRow
+from zotui.backend import ACTIVE_STATUSES, RESUMABLE_STATUSES, RunRow
 from zotui.screens.dashboard import RunView
 from zotui.state import RunState
 from zotui.widgets.plots import Figure, Line, Points, SeriesPlot
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red")
+TAIL_SECONDS = 2.0
 
 
 class RunsScreen(Screen[None]):
@@ -136,7 +138,7 @@ class RunsScreen(Screen[None]):
         row = self.current()
         if row is not None:
             backend = self.app.backend  # type: ignore[attr-defined]
-            self.app.push_screen(ExportScreen(lambda: backend.resume_run(row.path), row.path))
+            self.app.push_screen(ExportScreen(partial(backend.export_run, row.path), row.path))
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:
@@ -153,6 +155,7 @@ class ReplayScreen(Screen[None]):
         self.paths = [Path(p) for p in paths]
         self.names = names or [p.name for p in self.paths]
         self.states: list[RunState] = []
+        self.tailing = False  # re-reading the log of a run another process is still writing
 
     def compose(self) -> ComposeResult:
         title = self.names[0] if len(self.paths) == 1 else f"{len(self.paths)} runs overlaid"
@@ -184,6 +187,9 @@ class ReplayScreen(Screen[None]):
             view = self.query_one(RunView)
             view.state = self.states[0]
             view.refresh_view(force=True)
+            if self.states[0].status in ACTIVE_STATUSES and not self.tailing:
+                self.tailing = True  # a live run (e.g. from the CLI): follow its metrics.jsonl
+                self.set_interval(TAIL_SECONDS, self._read, name="tail-metrics")
             return
         self._draw_overlay()
 

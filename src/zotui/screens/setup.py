@@ -64,6 +64,11 @@ def _optional_keys() -> set[str]:
 
 
 OPTIONAL_KEYS = _optional_keys()
+KNOWN_KEYS = {
+    f"{section}.{f.name}"
+    for section in ("model", "task", "adapter", "optimizer", "run")
+    for f in dataclasses.fields(getattr(RunConfig(), section))
+}
 
 
 def parse_extra(text: str) -> list[tuple[str, str]]:
@@ -174,7 +179,7 @@ class SetupScreen(Screen[None]):
         yield FormField(
             "+model.zoo", "zoo model", cfg.model.name if cfg.model.name in dict(zoo) else "", choices=zoo
         )
-        yield FormField("model.name", "name / hub id / path", cfg.model.name, help=_help("model", "name"))
+        yield FormField("model.name", "hub id / path", cfg.model.name, help=_help("model", "name"))
         yield Static("", id="model-fetched", classes="hint")
         yield FormField("model.device", "device", cfg.model.device, help=_help("model", "device"))
         yield FormField(
@@ -302,6 +307,8 @@ class SetupScreen(Screen[None]):
                 cfg.set(k if "." in k else f"{section}.{k}", v)
         elif not value.strip() and key in OPTIONAL_KEYS:
             cfg.set(key, None)
+        elif not value.strip() and key not in KNOWN_KEYS:
+            return  # an empty method option means "use the method's default"
         else:
             cfg.set(key, value)
 
@@ -372,7 +379,7 @@ class SetupScreen(Screen[None]):
         try:
             counts = catalog.trainable_count(cfg)
             count_text = (
-                f"trainable parameters: {counts[0]:,} of {counts[1]:,}"
+                f"trainable parameters: {counts[0]:,} of {counts[1]:,} ({100 * counts[0] / max(1, counts[1]):.2f}%)"
                 if counts
                 else "trainable parameters: --"
             )
@@ -380,9 +387,7 @@ class SetupScreen(Screen[None]):
             count_text = f"trainable parameters: unavailable ({exc})"
         try:
             preview = catalog.task_preview(cfg)
-            preview_text = (
-                f"preview:\n{preview}" if preview else "preview: available once zoengine.tasks is installed"
-            )
+            preview_text = f"preview:\n{preview}" if preview else "preview: --"
         except Exception as exc:
             preview_text = f"preview: unavailable ({exc})"
         self.app.call_from_thread(self._show_previews, count_text, preview_text)

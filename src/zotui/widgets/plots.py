@@ -1,8 +1,10 @@
 """Plots over whole runs: curves from ``DecimatedSeries`` drawn at the widget's width.
 
-The plot is rebuilt only when the widget is refreshed (the dashboard refreshes a plot when its data
-version changed, at most 4 times a second, and only the plot that is visible), and each rebuild
-draws at most two points per column, so the cost does not grow with the run length. NaN/inf steps
+The plot is rebuilt only when the widget is refreshed (the dashboard refreshes the visible plot when
+its data changed, at most once a second while training), and each rebuild draws at most two points
+per braille column, so the cost does not grow with the run length. Curves are drawn as dense braille
+dots rather than plotext lines: plotext interpolates lines point by point in Python (about 10x the
+cost), and the GIL it holds is taken from the training thread. NaN/inf steps
 are drawn as red ``x`` markers along the top edge so a diverged step is seen, not silently dropped.
 A failing render shows "plot unavailable" instead of taking the app down.
 """
@@ -33,6 +35,7 @@ class Line:
     series: DecimatedSeries
     color: str = "cyan"
     yside: str = "left"
+    joined: bool = False  # True: a plotext line (costly per point; for short series only)
 
 
 @dataclass
@@ -69,9 +72,9 @@ class SeriesPlot(PlotextPlot):
         self.drawn_version = -1
         self.render_count = 0
 
-    def show_figure(self, figure: Figure, version: int | None = None) -> None:
-        """Replace what is drawn; a repeated ``version`` is ignored (nothing new to draw)."""
-        if version is not None and version == self.drawn_version:
+    def show_figure(self, figure: Figure, version: int | None = None, force: bool = False) -> None:
+        """Replace what is drawn; a repeated ``version`` is ignored (nothing new) unless ``force``."""
+        if not force and version is not None and version == self.drawn_version:
             return
         self.figure = figure
         self.drawn_version = version if version is not None else self.drawn_version + 1
@@ -89,14 +92,15 @@ class SeriesPlot(PlotextPlot):
     def _draw(self, fig: Figure) -> None:
         plt = self.plt
         plt.clear_figure()
-        # braille markers give two data columns per terminal column
-        columns = max(4, 2 * (self.size.width - AXIS_COLUMNS))
+        # one min/max pair per terminal column: enough for braille dots, and plotext's cost is per point
+        columns = max(4, self.size.width - AXIS_COLUMNS)
         top = _finite_max(fig)
         drawn = False
         for line in fig.lines:
             xs, ys, nan_xs = line.series.view(columns)
             if xs:
-                plt.plot(xs, ys, label=line.label, color=line.color, marker="braille", yside=line.yside)
+                draw = plt.plot if line.joined else plt.scatter
+                draw(xs, ys, label=line.label, color=line.color, marker="braille", yside=line.yside)
                 drawn = True
             if nan_xs:
                 plt.scatter(nan_xs, [top] * len(nan_xs), label=f"{line.label} NaN", color="red", marker="x")
@@ -117,11 +121,9 @@ class SeriesPlot(PlotextPlot):
 
 def _finite_max(fig: Figure) -> float:
     """Top of the finite values, where NaN markers are drawn (0 when nothing is finite)."""
-    tops = []
-    for line in fig.lines:
-        _, ys, _ = line.series.view(64)
-        tops.extend(y for y in ys if math.isfinite(y))
-    return max(tops) if tops else 0.0
+    tops = [line.series.view(1)[1] for line in fig.lines]  # one bucket: the global min and max
+    finite = [y for ys in tops for y in ys if math.isfinite(y)]
+    return max(finite) if finite else 0.0
 
 
 def overlay(title: str, named: Sequence[tuple[str, DecimatedSeries]], ylabel: str = "") -> Figure:

@@ -1,0 +1,96 @@
+"""Screenshots of the main screens at fixed sizes with deterministic content.
+
+Pickers, memory readings and timestamps are pinned (``fixed_catalog``, ``fixed_time``, TZ=UTC), the
+demo engine's losses are seeded, and focus is cleared so no cursor blinks. Update after an intended
+change with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from zotui.demo import DemoRun
+
+from .conftest import demo_config, wait_for
+
+FIXED_TIME = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+
+
+@pytest.fixture(autouse=True)
+def _pinned(fixed_catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+def _finished_run(tmp_path: Path, name: str, steps: int, adapter: str = "full", lr: str = "1e-6") -> None:
+    cfg = demo_config(tmp_path, steps=steps, run_name=name, adapter__method=adapter, optimizer__lr=lr)
+    run = DemoRun(cfg, step_delay=0, fixed_time=FIXED_TIME)
+    run.start()
+    assert run.join(30)
+
+
+def test_setup_screen(snap_compare, make_demo_app) -> None:
+    async def settle(pilot) -> None:  # noqa: ANN001
+        await pilot.pause(0.3)
+        pilot.app.set_focus(None)
+        await pilot.pause()
+
+    assert snap_compare(make_demo_app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_setup_screen_with_a_bad_field(snap_compare, make_demo_app, tmp_path: Path) -> None:
+    cfg = demo_config(tmp_path)
+    cfg.optimizer.lr = -1.0
+
+    async def show_optimizer(pilot) -> None:  # noqa: ANN001
+        await pilot.pause(0.3)
+        pilot.app.screen.query_one("#setup-tabs").active = "tab-optimizer"
+        pilot.app.set_focus(None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_demo_app(cfg), terminal_size=(80, 24), run_before=show_optimizer)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_dashboard_after_a_finished_run(
+    snap_compare, make_demo_app, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    cfg = demo_config(tmp_path, steps=300)
+    cfg.run.eval_every = 50
+
+    async def run_to_end(pilot) -> None:  # noqa: ANN001
+        app = pilot.app
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "finished")
+        await pilot.pause(0.6)  # one more drain + redraw
+        app.clear_notifications()
+        app.set_focus(None)
+        await pilot.pause(0.2)
+
+    app = make_demo_app(cfg, step_delay=0, fixed_time=FIXED_TIME)
+    assert snap_compare(app, terminal_size=size, run_before=run_to_end)
+
+
+def test_runs_screen(snap_compare, make_demo_app, tmp_path: Path) -> None:
+    _finished_run(tmp_path, "mezo-full", 120)
+    _finished_run(tmp_path, "mezo-fast", 80, lr="1e-5")
+
+    async def open_runs(pilot) -> None:  # noqa: ANN001
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: len(getattr(pilot.app.screen, "rows", [])) == 2)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_demo_app(), terminal_size=(80, 24), run_before=open_runs)
+
+
+def test_help_screen(snap_compare, make_demo_app) -> None:
+    async def open_help(pilot) -> None:  # noqa: ANN001
+        await pilot.pause(0.2)
+        pilot.app.set_focus(None)
+        await pilot.press("f1")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_demo_app(), terminal_size=(80, 24), run_before=open_help)
