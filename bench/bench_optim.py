@@ -7,6 +7,7 @@ the process's resident high-water mark (VmHWM) reset right before the measured r
     python bench/bench_optim.py                                  # zoo model, all methods, full params
     python bench/bench_optim.py --model-dir /tmp/smollm2-f32 --methods mezo_sgd,fo_adamw --steps 2
     python bench/bench_optim.py --trainable norms               # adapter-sized trainable set
+    python bench/bench_optim.py --adapter lora                  # a real adapter (forward includes it)
 
 Prints one JSON object. ``ratio`` = median step time / (2·Q·median forward time), both timed in
 the same process on the same fixed batch (default 16×64 random tokens, label-word CE at the last
@@ -117,7 +118,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return model, loss
 
 
-def _select(model: Any, trainable: str) -> tuple[list[str], list[Any]]:
+def _select(model: Any, trainable: str, adapter: str | None = None) -> tuple[list[str], list[Any]]:
+    if adapter:  # a real adapter: its forward overhead is inside both the step and the forward
+        from zoengine.adapters import apply_adapter
+        from zoengine.config import AdapterConfig
+
+        handle = apply_adapter(model, AdapterConfig(method=adapter), seed=0)
+        named = handle.named_trainable()
+        return [n for n, _ in named], [p for _, p in named]
     pats = TRAINABLE[trainable]
     names = [n for n, _ in model.named_parameters() if pats is None or any(n.endswith(p) for p in pats)]
     chosen = set(names)
@@ -129,6 +137,8 @@ def _select(model: Any, trainable: str) -> tuple[list[str], list[Any]]:
 
 def worker_forward(args: argparse.Namespace) -> dict[str, Any]:
     model, loss = _load(args)
+    if args.adapter:
+        _select(model, args.trainable, args.adapter)
     _trim()
     with PeakRSS() as peak:
         _forwards(loss, 1)  # warm-up
@@ -147,7 +157,7 @@ def worker_step(args: argparse.Namespace) -> dict[str, Any]:
     from zoengine.optim import OPTIMIZERS, build_optimizer
 
     model, loss = _load(args)
-    names, params = _select(model, args.trainable)
+    names, params = _select(model, args.trainable, args.adapter)
     spec = OPTIMIZERS[args.method]
     options = {"q": args.q} if args.q and "q" in spec.option_help() else {}
     cfg = OptimizerConfig(name=args.method, lr=1e-7, eps=1e-3, options=options)
@@ -241,6 +251,8 @@ def _run_worker(kind: str, args: argparse.Namespace, method: str | None = None) 
     argv += ["--steps", str(args.steps), "--forwards", str(args.forwards), "--threads", str(args.threads)]
     argv += ["--batch", str(args.batch), "--seq", str(args.seq), "--trainable", args.trainable]
     argv += ["--q", str(args.q)]
+    if args.adapter:
+        argv += ["--adapter", args.adapter]
     if method:
         argv += ["--method", method]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TRANSFORMERS_VERBOSITY="error")
@@ -267,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trainable", choices=sorted(TRAINABLE), default="full")
     parser.add_argument(
         "--q", type=int, default=0, help="queries per step for methods with a q option (0 = default)"
+    )
+    parser.add_argument(
+        "--adapter", default=None, help="apply this adapter (default options) and train its parameters"
     )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
@@ -300,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "model_dir": args.model_dir,
         "batch": [args.batch, args.seq],
-        "trainable": args.trainable,
+        "trainable": args.adapter or args.trainable,
         "threads": args.threads,
         "inference": inference,
         "methods": methods,

@@ -29,7 +29,7 @@ from typing import Any
 
 from zoengine.config import RunConfig
 from zoengine.events import StepLogged
-from zotui.backend import Backend, demo_backend, engine_backend, read_metrics
+from zotui.backend import Backend, demo_backend, engine_backend, read_events
 
 
 def tiny_model_dir(root: Path) -> Path:
@@ -100,7 +100,7 @@ def bench_config(args: argparse.Namespace, root: Path) -> RunConfig:
 
 def steps_per_second(run_dir: Path) -> float:
     """Training throughput from the step timestamps (first to last logged step)."""
-    steps = [e for e in read_metrics(run_dir) if isinstance(e, StepLogged)]
+    steps = [e for e in read_events(run_dir) if isinstance(e, StepLogged)]
     if len(steps) < 2 or steps[-1].time <= steps[0].time:
         raise RuntimeError(f"too few steps logged in {run_dir}")
     return (steps[-1].step - steps[0].step) / (steps[-1].time - steps[0].time)

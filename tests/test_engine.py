@@ -9,7 +9,7 @@ import pytest
 
 from zoengine.config import RunConfig
 from zoengine.engine import Run, batch_indices
-from zoengine.events import EvalDone, StatusChanged, StepLogged
+from zoengine.events import CheckpointSaved, EvalDone, StatusChanged, StepLogged
 from zoengine.io import read_jsonl
 from zoengine.runs import list_runs, read_events
 
@@ -99,6 +99,8 @@ def test_run_trains_logs_and_checkpoints(tiny_llama_dir, sentiment_csv, tmp_path
     assert steps[-1].forward_passes == 16 and steps[-1].tokens > 0
     evals = [e for e in events if isinstance(e, EvalDone)]
     assert [(e.step, e.split) for e in evals] == [(0, "dev"), (4, "dev"), (8, "dev"), (8, "test")]
+    # checkpoint_every=4 of 8 steps: last/ is written at 4 and 8, not a second time at the end
+    assert [e.step for e in events if isinstance(e, CheckpointSaved) and not e.best] == [4, 8]
     state = json.loads((d / "state.json").read_text())
     assert state["status"] == "finished" and state["step"] == 8 and state["test"]["examples"] == 12
     [summary] = [s for s in list_runs(tmp_path) if s.path == d]

@@ -1,7 +1,7 @@
 """zoengine: zeroth-order fine-tuning of language models with parameter-efficient adapters.
 
-    zoengine assets fetch smollm2-135m-instruct rotten-tomatoes
-    zoengine train --config examples/mezo-rotten-tomatoes.toml
+zoengine assets fetch smollm2-135m-instruct rotten-tomatoes
+zoengine train --config examples/mezo-rotten-tomatoes.toml
 """
 
 from zoengine.config import RunConfig

@@ -94,6 +94,7 @@ class Run:
         self.error: str | None = None
         self.error_is_user = False  # a ZOError (bad input) rather than a crash
         self.step = 0
+        self._saved_step: int | None = None  # step of checkpoints/last, so the end does not rewrite it
         self.best_dev_accuracy: float | None = None
         self.test_result: dict[str, float] | None = None
         self._subscribers: list[Callable[[Event], None]] = []
@@ -410,7 +411,8 @@ class Run:
         if stopped and not self._save_on_stop:
             self._set_status("stopped", "stopped without saving")
             return
-        self._save_checkpoint()
+        if self._saved_step != self.step:
+            self._save_checkpoint()
         if stopped:
             self._set_status(
                 "stopped", f"stopped at step {self.step}; resume with `zoengine resume {self.run_dir}`"
@@ -455,6 +457,7 @@ class Run:
                 },
                 tmp / "state.pt",
             )
+        self._saved_step = self.step
         self._write_state()
         self._emit(CheckpointSaved(step=self.step, path=str(target)))
 

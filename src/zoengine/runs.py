@@ -58,8 +58,19 @@ def summarize(run_dir: Path) -> RunSummary | None:
         total_steps=cfg.run.steps,
         best_dev_accuracy=state.get("best_dev_accuracy"),
         test_accuracy=test.get("accuracy"),
-        started=(run_dir / "config.toml").stat().st_mtime,
+        started=_started(run_dir),
     )
+
+
+def _started(run_dir: Path) -> float:
+    """Time of the run's first event (one line read, however long the log), else the config's mtime."""
+    import json
+
+    try:
+        with open(run_dir / "metrics.jsonl", encoding="utf-8") as fh:
+            return float(json.loads(fh.readline())["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (run_dir / "config.toml").stat().st_mtime
 
 
 def list_runs(home: str | Path | None = None) -> list[RunSummary]:

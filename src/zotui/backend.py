@@ -1,8 +1,8 @@
 """The engine as the app sees it: a small surface that the real engine and the demo engine share.
 
 The app never imports ``zoengine.engine`` directly; it goes through a ``Backend`` built by
-``engine_backend()`` (the real engine, imported lazily so the app starts in a fraction of a second
-and still opens when the engine is missing) or ``demo_backend()`` (a scripted engine for tests,
+``engine_backend()`` (the real engine, imported lazily so the app starts in a fraction of a second)
+or ``demo_backend()`` (a scripted engine for tests,
 benchmarks and ``zotui --demo``). Tests inject their own backend through ``make_app``.
 """
 
@@ -12,11 +12,13 @@ import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zoengine.config import RunConfig
-from zoengine.errors import ZOError
-from zoengine.events import EvalDone, Event, RunInfo, StatusChanged, StepLogged, event_from_record
+from zoengine.events import Event
+
+if TYPE_CHECKING:
+    from zoengine.runs import RunSummary
 
 ACTIVE_STATUSES = ("created", "loading", "running", "paused", "stopping")
 RESUMABLE_STATUSES = ("stopped", "failed", "interrupted")
@@ -77,48 +79,22 @@ class Backend:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _missing_engine(*_: Any) -> RunHandle:
-    raise ZOError(
-        "the training engine (zoengine.engine) is not available in this install", hint="try zotui --demo"
-    )
-
-
 def engine_backend() -> Backend:
-    """The real engine; every import is deferred to the first call so a missing piece degrades."""
+    """The real engine; imports are deferred to the first call so the app opens before torch loads."""
 
     def new_run(config: RunConfig) -> RunHandle:
-        try:
-            from zoengine.engine import Run
-        except ImportError:
-            return _missing_engine()
+        from zoengine.engine import Run
+
         return Run(config)  # the engine names the run directory (run.output_dir or the runs home)
 
     def resume_run(run_dir: Path) -> RunHandle:
-        try:
-            from zoengine.engine import Run
-        except ImportError:
-            return _missing_engine()
+        from zoengine.engine import Run
+
         return Run.resume_from(run_dir)
 
-    def list_runs() -> list[RunRow]:
-        try:
-            from zoengine.runs import list_runs as engine_list_runs
-        except ImportError:
-            return scan_runs()
-        return [row_from_summary(s) for s in engine_list_runs()]
-
-    def read_events(run_dir: Path) -> list[Event]:
-        try:
-            from zoengine.runs import read_events as engine_read_events
-        except ImportError:
-            return read_metrics(run_dir)
-        return list(engine_read_events(run_dir))
-
     def export_run(run_dir: Path, fmt: str, dest: Path) -> list[Path]:
-        try:
-            from zoengine.exporting import export_run as engine_export_run
-        except ImportError:
-            return resume_run(run_dir).export(fmt, dest)
+        from zoengine.exporting import export_run as engine_export_run
+
         return list(engine_export_run(run_dir, fmt, dest))
 
     def prepare() -> None:
@@ -129,79 +105,34 @@ def engine_backend() -> Backend:
     return Backend("engine", new_run, resume_run, list_runs, read_events, export_run, prepare)
 
 
-def row_from_summary(summary: Any) -> RunRow:
-    """Copy a ``RunSummary`` field by field, tolerating fields it does not have (yet)."""
-    path = Path(summary.path)
-    return RunRow(
-        path=path,
-        name=str(getattr(summary, "name", "") or path.name),
-        status=str(getattr(summary, "status", "") or "unknown"),
-        model=str(getattr(summary, "model", "") or ""),
-        task=str(getattr(summary, "task", "") or ""),
-        adapter=str(getattr(summary, "adapter", "") or ""),
-        optimizer=str(getattr(summary, "optimizer", "") or ""),
-        steps_done=int(getattr(summary, "steps_done", 0) or 0),
-        total_steps=int(getattr(summary, "total_steps", 0) or 0),
-        best_dev_accuracy=getattr(summary, "best_dev_accuracy", None),
-        started=float(getattr(summary, "started", 0.0) or 0.0),
-    )
+def list_runs() -> list[RunRow]:
+    """Run directories under the runs home (CLI, app or demo: one layout), newest first."""
+    from zoengine.runs import list_runs as engine_list_runs
+
+    return [row_from_summary(s) for s in engine_list_runs()]
 
 
-# --- reading run directories without zoengine.runs ----------------------------------------------
-
-
-def read_metrics(run_dir: Path) -> list[Event]:
+def read_events(run_dir: Path) -> list[Event]:
     """Events from ``run_dir/metrics.jsonl`` (a torn last line is skipped)."""
-    from zoengine.io import read_jsonl
+    from zoengine.runs import read_events as engine_read_events
 
-    events = (event_from_record(r) for r in read_jsonl(Path(run_dir) / "metrics.jsonl"))
-    return [e for e in events if e is not None]
+    return engine_read_events(run_dir)
 
 
-def summarise(run_dir: Path) -> RunRow:
-    """A ``RunRow`` from a run directory's config snapshot and metrics log."""
-    run_dir = Path(run_dir)
-    try:
-        cfg = RunConfig.load(run_dir / "config.toml")
-    except ZOError:
-        cfg = RunConfig()
-    status, steps_done, total, best, started = "unknown", 0, cfg.run.steps, None, 0.0
-    for ev in read_metrics(run_dir):
-        started = started or ev.time
-        if isinstance(ev, StatusChanged):
-            status = ev.status
-        elif isinstance(ev, StepLogged):
-            steps_done = max(steps_done, ev.step)
-        elif isinstance(ev, RunInfo):
-            total = ev.total_steps
-        elif isinstance(ev, EvalDone) and ev.split == "dev":
-            best = ev.accuracy if best is None else max(best, ev.accuracy)
+def row_from_summary(summary: RunSummary) -> RunRow:
     return RunRow(
-        path=run_dir,
-        name=cfg.run.name or run_dir.name,
-        status=status,
-        model=cfg.model.name,
-        task=cfg.task.name,
-        adapter=cfg.adapter.method,
-        optimizer=cfg.optimizer.name,
-        steps_done=steps_done,
-        total_steps=total,
-        best_dev_accuracy=best,
-        started=started or run_dir.stat().st_mtime,
+        path=Path(summary.path),
+        name=summary.name,
+        status=summary.status,
+        model=summary.model,
+        task=summary.task,
+        adapter=summary.adapter,
+        optimizer=summary.optimizer,
+        steps_done=summary.steps_done,
+        total_steps=summary.total_steps,
+        best_dev_accuracy=summary.best_dev_accuracy,
+        started=summary.started,
     )
-
-
-def scan_runs(home: Path | None = None) -> list[RunRow]:
-    """Every run directory under ``home`` (default: the runs home), newest first."""
-    from zoengine.paths import runs_home
-
-    root = Path(home) if home is not None else runs_home()
-    if not root.is_dir():
-        return []
-    rows = [
-        summarise(d) for d in root.iterdir() if (d / "metrics.jsonl").exists() or (d / "config.toml").exists()
-    ]
-    return sorted(rows, key=lambda r: r.started, reverse=True)
 
 
 def demo_backend(step_delay: float = 0.05, **options: Any) -> Backend:
@@ -218,5 +149,5 @@ def demo_backend(step_delay: float = 0.05, **options: Any) -> Backend:
         return DemoRun(RunConfig.load(Path(run_dir) / "config.toml"), run_dir=run_dir).export(fmt, dest)
 
     return Backend(
-        "demo", new_run, resume_run, scan_runs, read_metrics, export_run, options={"step_delay": step_delay}
+        "demo", new_run, resume_run, list_runs, read_events, export_run, options={"step_delay": step_delay}
     )

@@ -65,6 +65,20 @@ def fixed_readings(device: str | None = None) -> list[Reading]:
     ]
 
 
+FIXED_OPTIMIZERS = {
+    "mezo_sgd": "MeZO: ZO-SGD with a two-point SPSA estimate from one seeded perturbation per query",
+}
+FIXED_ADAPTERS = {
+    "full": "all weights trainable (MeZO's full fine-tuning; memory = inference)",
+    "subset": "a named subset of parameters (targets)",
+}
+FIXED_EXPORT_FORMATS = {
+    "native": "zoengine's own adapter files: Run.resume_from, `zoengine eval`, zotui",
+    "peft-lora": "PEFT LoRA files: PeftModel.from_pretrained(base, path) (LoRA, LoRA-XS, SoRA only)",
+    "merged": "a full model with the adapter folded in: transformers AutoModel*.from_pretrained(path)",
+}
+
+
 @pytest.fixture
 def fixed_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic pickers and memory for screenshots (no dependence on the local zoo cache)."""
@@ -82,14 +96,14 @@ def fixed_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         catalog,
         "optimizer_specs",
-        lambda: {n: catalog.MethodSpec(n, d) for n, d in catalog.FALLBACK_OPTIMIZERS.items()},
+        lambda: {n: catalog.MethodSpec(n, d) for n, d in FIXED_OPTIMIZERS.items()},
     )
     monkeypatch.setattr(
         catalog,
         "adapter_specs",
-        lambda: {n: catalog.MethodSpec(n, d) for n, d in catalog.FALLBACK_ADAPTERS.items()},
+        lambda: {n: catalog.MethodSpec(n, d) for n, d in FIXED_ADAPTERS.items()},
     )
     monkeypatch.setattr(catalog, "trainable_count", lambda cfg: None)
     monkeypatch.setattr(catalog, "task_preview", lambda cfg: None)
-    monkeypatch.setattr(catalog, "export_formats", lambda: dict(catalog.EXPORT_FORMATS))
+    monkeypatch.setattr(catalog, "export_formats", lambda: dict(FIXED_EXPORT_FORMATS))
     monkeypatch.setattr("zotui.widgets.memory.memory_snapshot", fixed_readings)

@@ -1,10 +1,8 @@
-"""Setup helpers: the CLI line, the "other options" parser, and the catalog's fallbacks."""
+"""Setup helpers: the CLI line, the "other options" parser, and what the catalog offers."""
 
 from __future__ import annotations
 
 import shlex
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -60,37 +58,49 @@ def test_as_text(value: object, text: str) -> None:
     assert as_text(value) == text
 
 
-def test_catalog_falls_back_when_modules_are_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("assets", "tasks", "optim", "adapters", "models", "exporting"):
-        monkeypatch.setitem(sys.modules, f"zoengine.{name}", None)  # import raises ImportError
-    assert [c.value for c in catalog.model_choices()] == [catalog.DEFAULT_MODEL]
+def test_catalog_offers_every_engine_method_with_its_options_and_preset() -> None:
+    from zoengine.adapters import ADAPTERS
+    from zoengine.exporting import FORMAT_HELP
+    from zoengine.optim import OPTIMIZERS
+
+    optimizers = catalog.optimizer_specs()
+    assert list(optimizers) == list(OPTIMIZERS)
+    adazeta = optimizers["adazeta"]
+    assert {"alpha", "q_max", "q_target"} <= {o.key for o in adazeta.options}
+    assert not {"lr", "eps"} & {o.key for o in adazeta.options}  # common keys have their own fields
+    assert list(adazeta.presets.values()) == [OPTIMIZERS["adazeta"].preset]
+    adapters = catalog.adapter_specs()
+    assert list(adapters) == list(ADAPTERS)
+    sora = {o.key: o for o in adapters["sora"].options}
+    assert sora["gate_init"].choices == ("ones", "randn") and sora["lambda"].help
+    assert catalog.export_formats() == FORMAT_HELP
+
+
+def test_catalog_zoo_and_tasks() -> None:
+    models = [c.value for c in catalog.model_choices()]
+    assert catalog.DEFAULT_MODEL in models and "minilm-l6" in models
     names = [c.value for c in catalog.task_choices()]
     assert names[0] == catalog.DEFAULT_TASK and "sst2" in names and names[-1] == "file"
-    assert list(catalog.optimizer_specs()) == ["mezo_sgd"]
-    assert catalog.trainable_count(RunConfig()) is None and catalog.task_preview(RunConfig()) is None
-    assert catalog.missing_assets(RunConfig()) == []
-    assert list(catalog.export_formats()) == ["native", "peft-lora", "merged"]
+    assert catalog.is_fetched("/some/local/dir") is None  # not a zoo name
 
 
-def test_catalog_reads_specs_in_both_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dataclasses
-
-    @dataclasses.dataclass
-    class Opts:
-        q: int = dataclasses.field(default=1, metadata={"help": "queries per step"})
-
-    optim = types.ModuleType("zoengine.optim")
-    optim.OPTIMIZERS = {"m": types.SimpleNamespace(description="d", options=Opts, preset={"lr": 1e-4})}  # type: ignore[attr-defined]
-    adapters = types.ModuleType("zoengine.adapters")
-    adapters.ADAPTERS = {  # type: ignore[attr-defined]
-        "lora": types.SimpleNamespace(
-            description="low rank",
-            options=(types.SimpleNamespace(name="r", default=8, help="rank", choices=None),),
-        )
-    }
-    monkeypatch.setitem(sys.modules, "zoengine.optim", optim)
-    monkeypatch.setitem(sys.modules, "zoengine.adapters", adapters)
-    spec = catalog.optimizer_specs()["m"]
-    assert [(o.key, o.default, o.help) for o in spec.options] == [("q", 1, "queries per step")]
-    assert list(spec.presets.values()) == [{"lr": 1e-4}]
-    assert [(o.key, o.default) for o in catalog.adapter_specs()["lora"].options] == [("r", 8)]
+def test_trainable_count_and_preview_on_a_local_model(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    sentiment_csv = tmp_path / "reviews.csv"
+    rows = [f"a fine film {i},positive" for i in range(10)] + [f"a dull film {i},negative" for i in range(10)]
+    sentiment_csv.write_text("text,label\n" + "\n".join(rows) + "\n")
+    cfg = RunConfig()
+    cfg.set("model.name", str(tiny_llama_dir))
+    cfg.set("task.name", "file")
+    cfg.set("task.path", str(sentiment_csv))
+    cfg.set("task.n_train", 8)
+    cfg.set("task.n_dev", 4)
+    cfg.set("task.n_test", 4)
+    total = catalog.trainable_count(cfg)
+    assert total is not None and total[0] == total[1] > 0  # full fine-tuning: everything trains
+    cfg.set("adapter.method", "lora")
+    cfg.set("adapter.r", 2)
+    trainable, all_params = catalog.trainable_count(cfg)  # type: ignore[misc]
+    assert 0 < trainable < all_params == total[1]  # LoRA matrices, counted against the base model
+    preview = catalog.task_preview(cfg).splitlines()
+    assert "splits: train 8, dev 4, test 4" in preview
+    assert any(line.startswith("label words: ") for line in preview)

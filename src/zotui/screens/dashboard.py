@@ -30,6 +30,19 @@ PLOT_MIN_INTERVAL = 2.0  # seconds between plot rebuilds while data streams in (
 NUMBERS_MIN_INTERVAL = 0.5  # seconds between redraws of counters, progress and log
 
 
+class TextLine(Static):
+    """A one-line (fixed-height) label redrawn only when its text changes, without a relayout."""
+
+    def __init__(self, text: str = "", *, id: str | None = None) -> None:
+        super().__init__(text, id=id)
+        self.text = text
+
+    def show(self, text: str) -> None:
+        if text != self.text:
+            self.text = text
+            self.update(text, layout=False)
+
+
 def loss_figure(state: RunState) -> Figure:
     """Raw and smoothed train loss plus dev loss and dev accuracy (right axis) points."""
     dev = state.dev_points()
@@ -140,10 +153,10 @@ class DashboardScreen(Screen[None]):
         self._drawn_at = 0.0
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="run-title")
+        yield TextLine(id="run-title")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="progress")
-            yield Static("", id="progress-text")
+            yield TextLine(id="progress-text")
         device = self.runner.config.model.device if self.runner.config else None
         yield RunView(self.runner.state, None if device in (None, "auto") else device, id="run-view")
         yield Footer()
@@ -162,6 +175,8 @@ class DashboardScreen(Screen[None]):
             self._redraw()
 
     def _redraw(self) -> None:
+        """Touch only widgets whose text changed: every ``update`` costs a screen render, and that
+        CPU is taken from the engine's torch threads on a small machine."""
         state = self.runner.state
         self.query_one(RunView).refresh_view(live=self.runner.active)
         cfg = self.runner.config
@@ -171,14 +186,14 @@ class DashboardScreen(Screen[None]):
             else ""
         )
         status = state.status + (f" ({state.status_message})" if state.status_message else "")
-        self.query_one("#run-title", Static).update(f"[b]{self.runner.run_dir.name}[/b] · {status}{what}")
+        self.query_one("#run-title", TextLine).show(f"[b]{self.runner.run_dir.name}[/b] · {status}{what}")
         bar = self.query_one("#progress", ProgressBar)
         if state.total_steps:
             bar.update(total=state.total_steps, progress=state.step)
         rate = state.steps_per_second() if self.runner.active else None
-        self.query_one("#progress-text", Static).update(
+        self.query_one("#progress-text", TextLine).show(
             f"{state.step}/{state.total_steps or '?'} · {rate or 0:.2f} steps/s · "
-            f"ETA {format_duration(state.eta_seconds() if rate else None)}"
+            f"ETA {format_duration(state.eta_seconds() if rate else None)}",
         )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

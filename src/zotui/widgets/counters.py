@@ -28,12 +28,16 @@ class CountersPanel(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self.drawn_version = -1
+        self._rows = -1
 
     def show_state(self, state: RunState) -> None:
         if state.version == self.drawn_version:
             return
         self.drawn_version = state.version
-        self.update(self._table(state))
+        table = self._table(state)
+        rows = table.row_count
+        self.update(table, layout=rows != self._rows)  # same rows: same height, no relayout
+        self._rows = rows
 
     @staticmethod
     def _table(state: RunState) -> Table:

@@ -35,6 +35,7 @@ class MemoryPanel(Static):
         self.device = device
         self.source = source
         self.readings: list[Reading] = []
+        self._shown = ""  # plain text on screen, to skip identical redraws
 
     def on_mount(self) -> None:
         self.sample()
@@ -47,7 +48,11 @@ class MemoryPanel(Static):
         except Exception as exc:  # telemetry is never worth crashing the dashboard
             self.update(f"memory: unavailable ({exc})")
             return
-        self.update(self._table(self.readings))
+        table = self._table(self.readings)
+        if table.plain != self._shown:  # the same figures again: no render at all
+            same_height = table.plain.count("\n") == self._shown.count("\n")
+            self._shown = table.plain
+            self.update(table, layout=not same_height)
 
     @staticmethod
     def _table(readings: list[Reading]) -> Text:
