@@ -7,7 +7,7 @@ not share memory), with the same number of *training forward passes*: for Q=1 me
 The dev set is evaluated at about a third, two thirds and the end of the budget; the test set
 (held out, never used for selection) at the end.
 
-    python bench/bench_convergence.py                           # all methods, budget 320 passes
+    python bench/bench_convergence.py                           # all methods, budget 200 passes
     python bench/bench_convergence.py --methods mezo-lora,lora-xs --budget 160 --batch 8
 
 Prints one JSON object; ``--out DIR`` keeps the run directories (default: a temp dir).
@@ -148,7 +148,7 @@ def zero_shot(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
-    p.add_argument("--budget", type=int, default=320, help="training forward passes per method")
+    p.add_argument("--budget", type=int, default=200, help="training forward passes per method")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--task", default="rotten-tomatoes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from zoengine.cli import main
@@ -83,6 +85,15 @@ def test_dry_run_prints_validated_toml(capsys):
     assert main(["train", "--dry-run", "--lr", "1e-5", "--set", "run.steps=7"]) == 0
     out = capsys.readouterr().out
     assert "lr = 1e-05" in out and "steps = 7" in out
+
+
+def test_readme_example_config_is_valid(capsys):
+    """The documented command (`zoengine train --config examples/rotten-tomatoes-mezo.toml`) parses."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "rotten-tomatoes-mezo.toml"
+    assert main(["train", "--config", str(example), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert 'targets = [\n    "model.norm",\n]' in out or 'targets = ["model.norm"]' in out
+    assert "steps = 300" in out
 
 
 def test_train_runs_export_end_to_end(tiny_llama_dir, tmp_path, capsys):

@@ -1,7 +1,9 @@
 """zoengine: zeroth-order fine-tuning of language models with parameter-efficient adapters.
 
-zoengine assets fetch smollm2-135m-instruct rotten-tomatoes
-zoengine train --config examples/mezo-rotten-tomatoes.toml
+Command line::
+
+    zoengine assets fetch smollm2-135m-instruct rotten-tomatoes
+    zoengine train --config examples/rotten-tomatoes-mezo.toml
 """
 
 from zoengine.config import RunConfig
