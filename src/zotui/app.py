@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from zoengine.config import RunConfig
 from zoengine.errors import ZOError
+from zotui import catalog
 from zotui.backend import Backend, RunHandle
 from zotui.messages import RunEnded
 from zotui.runner import EngineRunner
@@ -62,7 +63,7 @@ class ZoApp(App[None]):
     ) -> None:
         super().__init__()
         self.backend = backend
-        self.initial_config = config or RunConfig()
+        self.initial_config = config or catalog.default_config()
         self.config_path = config_path
         self.open_run = open_run
         self.check_assets = check_assets

@@ -20,6 +20,29 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_TASK = "rotten-tomatoes"
 COMMON_OPTIMIZER_KEYS = ("lr", "eps", "weight_decay", "lr_schedule", "warmup_steps")
 
+# The run the app opens with, chosen from the equal-budget convergence table (README, Results):
+# MeZO on the final norm scale was the method that moved held-out accuracy most within a CPU budget,
+# and the same settings, run for 300 steps, are the documented example (dev 0.635 -> 0.720).
+APP_DEFAULTS: dict[str, Any] = {
+    "adapter.method": "subset",
+    "adapter.targets": ["model.norm"],
+    "optimizer.name": "mezo_sgd",
+    "optimizer.lr": 5e-3,
+    "optimizer.eps": 1e-3,
+    "task.n_dev": 200,
+    "task.n_test": 500,
+    "run.steps": 300,
+    "run.eval_every": 50,
+}
+
+
+def default_config() -> RunConfig:
+    """The configuration a bare ``zotui`` starts from (``APP_DEFAULTS`` over the engine defaults)."""
+    cfg = RunConfig()
+    for key, value in APP_DEFAULTS.items():
+        cfg.set(key, value)
+    return cfg
+
 
 @dataclass
 class Choice:

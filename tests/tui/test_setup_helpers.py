@@ -104,3 +104,11 @@ def test_trainable_count_and_preview_on_a_local_model(tiny_llama_dir: Path, tmp_
     preview = catalog.task_preview(cfg).splitlines()
     assert "splits: train 8, dev 4, test 4" in preview
     assert any(line.startswith("label words: ") for line in preview)
+
+
+def test_app_default_config_is_the_measured_cpu_default() -> None:
+    cfg = catalog.default_config().validate()
+    assert cfg.adapter.method == "subset" and cfg.adapter.targets == ["model.norm"]
+    assert cfg.optimizer.lr == 5e-3 and cfg.run.steps == 300
+    line = cli_command(cfg, RunConfig(), None)  # "show CLI" spells out what differs from the CLI default
+    assert "--set adapter.method=subset" in line and "--set optimizer.lr=0.005" in line
