@@ -37,21 +37,16 @@ def test_unknown_zoo_model_is_one_line_exit_2(tmp_path, capsys):
     assert err[-1].startswith("error: model.name:") and "smollm2-135m-instruct" in err[-1]
 
 
+def _train_file(model_dir, data, out, *sets: str) -> int:
+    """``zoengine train`` of a local data file on a local model, quietly, into ``out``."""
+    argv = ["train", "--model", str(model_dir), "--task", "file", "--data", str(data)]
+    for item in sets:
+        argv += ["--set", item]
+    return main([*argv, "--output", str(out), "--quiet"])
+
+
 def test_missing_data_file_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
-    code = main(
-        [
-            "train",
-            "--model",
-            str(tiny_llama_dir),
-            "--task",
-            "file",
-            "--data",
-            str(tmp_path / "nope.csv"),
-            "--output",
-            str(tmp_path / "r"),
-            "--quiet",
-        ]
-    )
+    code = _train_file(tiny_llama_dir, tmp_path / "nope.csv", tmp_path / "r")
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: task.path:")
 
@@ -59,24 +54,7 @@ def test_missing_data_file_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
 def test_empty_split_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):
     data = tmp_path / "d.csv"
     data.write_text("text,label\ngreat fun,positive\nawful,negative\n")
-    code = main(
-        [
-            "train",
-            "--model",
-            str(tiny_llama_dir),
-            "--task",
-            "file",
-            "--data",
-            str(data),
-            "--set",
-            "task.n_train=2",
-            "--set",
-            "task.n_dev=5",
-            "--output",
-            str(tmp_path / "r"),
-            "--quiet",
-        ]
-    )
+    code = _train_file(tiny_llama_dir, data, tmp_path / "r", "task.n_train=2", "task.n_dev=5")
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: task.n_")
 

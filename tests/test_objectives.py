@@ -83,20 +83,24 @@ def test_causal_multi_token_options_mean_loglik(tiny_llama, tiny_tokenizer):
             torch.testing.assert_close(scores[i, j], ref, atol=1e-5, rtol=1e-5)
 
 
+def _tiny_bert_config(tokenizer):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+
+
 @torch.no_grad()
 def test_masked_lm_scores_label_words_at_mask(tiny_tokenizer):
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     torch.manual_seed(0)
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=len(tiny_tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )
-    ).eval()
+    model = BertForMaskedLM(_tiny_bert_config(tiny_tokenizer)).eval()
     obj = Objective(_loaded(model, tiny_tokenizer, "masked_lm"), FakeTask(), max_length=32)
     batch = obj.make_batch(EXAMPLES[:2])
     assert (batch.input_ids[torch.arange(2), batch.mask_positions] == tiny_tokenizer.mask_token_id).all()
@@ -113,18 +117,10 @@ def test_masked_lm_scores_label_words_at_mask(tiny_tokenizer):
 
 @torch.no_grad()
 def test_encoder_classifier_head_starts_from_label_embeddings(tiny_tokenizer):
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     torch.manual_seed(0)
-    enc = BertModel(
-        BertConfig(
-            vocab_size=len(tiny_tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )
-    ).eval()
+    enc = BertModel(_tiny_bert_config(tiny_tokenizer)).eval()
     clf = EncoderClassifier(enc, num_labels=2)
     clf.init_head_from_texts(tiny_tokenizer, ["terrible", "great"])
     # an input equal to a label text is classified as that label (cosine similarity 1 to itself)
