@@ -91,6 +91,7 @@ def bench_config(args: argparse.Namespace, root: Path) -> RunConfig:
                 "task.path": str(data),
                 "task.template": "{text} it was {label}",
                 "task.label_words": ["bad", "good"],
+                "task.label_map": {"negative": "bad", "positive": "good"},
             }
         )
     for key, value in values.items():

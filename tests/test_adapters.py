@@ -113,6 +113,7 @@ class Case:
     targets: list[str] | None = None
     arch: str = "llama"
     exact_identity: bool = True  # zero-initialised: step 0 equals the base exactly
+    starts_at_base: bool = True  # False: the default init changes the model
     peft: bool = False  # has an exact PEFT LoRA export
     merge: bool = True
 
@@ -149,7 +150,9 @@ def test_identity_at_init(case: Case, ids: torch.Tensor) -> None:
     base = logits(model, ids)
     apply_adapter(model, case.cfg(), seed=0)
     out = logits(model, ids)
-    if case.exact_identity:
+    if not case.starts_at_base:  # e.g. TT with zero_init_up=False (the authors' random up map)
+        assert not torch.allclose(out, base, atol=1e-3)
+    elif case.exact_identity:
         assert torch.equal(out, base)
     else:  # LoRA-XS: R ~ N(0, 1e-10) is tiny but not zero
         assert (out - base).abs().max() < 1e-3
@@ -416,7 +419,8 @@ def test_default_targets_and_tt_placement(arch: str, per_layer: list[str], place
     assert all(sum(t.endswith(s) for t in layer0) >= 1 for s in suffixes), layer0
     model = build()
     base = logits(model, ids)
-    tt = apply_adapter(model, AdapterConfig(method="tt", options={"r": 2, "bottleneck": 8}), seed=0)
+    tt_options = {"r": 2, "bottleneck": 8, "zero_init_up": True}
+    tt = apply_adapter(model, AdapterConfig(method="tt", options=tt_options), seed=0)
     assert len(tt.targets) == 4
     for t, suffix in zip([t for t in tt.targets if ".0." in t], placement, strict=True):
         assert t.endswith(suffix.replace("2.", "0.") if suffix.startswith("2.") else suffix), (t, suffix)
@@ -500,14 +504,18 @@ def test_sora_prox_exact_zeros_and_sparsity_grows() -> None:
 
 
 def test_sora_counts_and_threshold_modes() -> None:
-    h = apply_adapter(tiny_llama(), AdapterConfig(method="sora", options={"r": 4}), seed=0)
+    h = apply_adapter(
+        tiny_llama(), AdapterConfig(method="sora", options={"r": 4, "gate_init": "ones", "lambda": 0.1}), seed=0
+    )
     dims = [(m.in_features, m.out_features) for m in h.adapter_modules.values()]
     assert h.num_trainable() == sum(4 * (i + o) + 4 for i, o in dims)
     h.after_step(0, 1e-3)  # gates start at 1, threshold 1e-4: no zeros yet
     assert h.stats()["gate_sparsity"] == 0.0
     h = apply_adapter(
         tiny_llama(),
-        AdapterConfig(method="sora", options={"r": 4, "lambda": 2.0, "threshold": "absolute"}),
+        AdapterConfig(
+            method="sora", options={"r": 4, "lambda": 2.0, "threshold": "absolute", "gate_init": "ones"}
+        ),
         seed=0,
     )
     h.after_step(0, 1e-9)  # absolute threshold ignores the learning rate
@@ -589,11 +597,55 @@ def test_tt_adapter_module_paths(ids: torch.Tensor) -> None:
     )
 
 
-def test_tt_without_zero_init_changes_output(ids: torch.Tensor) -> None:
+# Which tensors of one TT adapter ([4,8,2,4]: 4 cores per map, plus biases) are zero, and which
+# get a first-order signal at step 0 (a ZO projected gradient ∇ℓ·z sees only those), per init.
+TT_TENSORS = {f"{m}.cores.{i}" for m in ("down", "up") for i in range(4)} | {"down.bias", "up.bias"}
+TT_INIT = [
+    pytest.param({}, {"up.cores.3", "up.bias"}, {"up.cores.3", "up.bias"}, True, id="default=zero_init_up"),
+    pytest.param({"zero_init_up": False}, set(), TT_TENSORS, False, id="authors"),
+    pytest.param(
+        {"zero_init_up": True}, {"up.cores.3", "up.bias"}, {"up.cores.3", "up.bias"}, True, id="zero_init_up"
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "zero", "signal", "identity"), TT_INIT)
+def test_tt_init_zero_tensors_and_step0_signal(
+    options: dict[str, Any], zero: set[str], signal: set[str], identity: bool, ids: torch.Tensor
+) -> None:
     model = tiny_llama()
-    base = logits(model, ids)
-    apply_adapter(model, AdapterConfig(method="tt", options={"zero_init_up": False}), seed=0)
-    assert not torch.equal(logits(model, ids), base)
+    base_logits = logits(model, ids)
+    cfg = AdapterConfig(method="tt", options={"r": 3, "tt_shape": [4, 8, 2, 4], **options})
+    h = apply_adapter(model, cfg, seed=0)
+    assert torch.equal(logits(model, ids), base_logits) == identity
+    loss = model(ids, labels=ids).loss
+    loss.backward()
+    for mod in h.adapter_modules.values():
+        tensors = dict(mod.named_parameters())
+        assert set(tensors) == TT_TENSORS
+        assert {n for n, p in tensors.items() if not p.any()} == zero
+        assert {n for n, p in tensors.items() if p.grad is not None and p.grad.abs().max() > 0} == signal
+    # ZO view: moving every tensor without signal, alone, leaves the loss unchanged (exactly,
+    # when the zeroed up core blocks them); moving any tensor with signal changes it.
+    silent = [p for m in h.adapter_modules.values() for n, p in m.named_parameters() if n not in signal]
+    with torch.no_grad():
+        for p in silent:
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5)) * 0.1)
+        assert not silent or float(model(ids, labels=ids).loss) == float(loss)
+        for p in (p for m in h.adapter_modules.values() for n, p in m.named_parameters() if n in signal):
+            p.add_(0.1)
+        assert float(model(ids, labels=ids).loss) != float(loss)
+
+
+def test_tt_init_scale_matches_the_authors_code() -> None:
+    """Cores randn/√r_i · σ^(1/n), σ = √(1/(in+out)): E[W²] = σ² (Glorot); bias U(±1/√out)."""
+    mean_sq, bias_max = [], 0.0
+    for seed in range(200):
+        layer = TTLinear(16, 8, [4, 4, 2, 4], 3, torch.Generator().manual_seed(seed))
+        mean_sq.append(float(layer.full_weight().detach().pow(2).mean()))
+        bias_max = max(bias_max, float(layer.bias.detach().abs().max()))
+    assert 0.7 < sum(mean_sq) / len(mean_sq) * (16 + 8) < 1.3
+    assert 0.9 / math.sqrt(8) < bias_max <= 1 / math.sqrt(8)
 
 
 # --- low-precision bases -----------------------------------------------------------------------

@@ -92,6 +92,8 @@ def test_train_runs_export_end_to_end(tiny_llama_dir, tmp_path, capsys):
         "--set",
         "task.label_words=terrible,great",
         "--set",
+        'task.label_map={negative = "terrible", positive = "great"}',
+        "--set",
         "task.n_train=10",
         "--set",
         "task.n_dev=4",

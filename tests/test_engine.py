@@ -51,6 +51,7 @@ def tiny_config(model_dir, data, tmp_path, **overrides) -> RunConfig:
         "task.path": str(data),
         "task.template": "{text} it was {label}",
         "task.label_words": ["terrible", "great"],
+        "task.label_map": {"negative": "terrible", "positive": "great"},
         "task.n_train": 24,
         "task.n_dev": 12,
         "task.n_test": 12,
@@ -87,7 +88,10 @@ def test_run_trains_logs_and_checkpoints(tiny_llama_dir, sentiment_csv, tmp_path
         "metrics.jsonl",
         "state.json",
         "checkpoints/last/trainable.safetensors",
-        "checkpoints/last/state.pt",
+        "checkpoints/last/trainer_state.json",
+        "checkpoints/last/trainer_state.safetensors",
+        "checkpoints/last/manifest.json",
+        "checkpoints/best/manifest.json",
     ):
         assert (d / name).exists(), name
     events = read_events(d)
@@ -192,6 +196,7 @@ def test_bad_input_fails_with_one_line_user_error(tmp_path, sentiment_csv):
     cfg.set("task.path", str(sentiment_csv))
     cfg.set("task.template", "{text} it was {label}")
     cfg.set("task.label_words", ["terrible", "great"])
+    cfg.set("task.label_map", {"negative": "terrible", "positive": "great"})
     cfg.set("task.n_train", 8)
     cfg.set("task.n_dev", 8)
     cfg.set("task.n_test", 8)

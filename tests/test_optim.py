@@ -376,7 +376,7 @@ def test_adamu_horizon_resolved_from_total_steps_is_checked() -> None:
         total_steps=500,
         steps_per_epoch=10,
     )
-    assert isinstance(opt, ZOAdaMU) and (opt.T1, opt.T2, opt.T3) == (50, 400, 500)
+    assert isinstance(opt, ZOAdaMU) and (opt.T1, opt.T2, opt.T3) == (25, 400, 500)  # 0.05, 0.8, 1 of the run
 
 
 def test_registry_specs_are_complete() -> None:

@@ -98,10 +98,16 @@ def test_jsonl_with_int_labels_and_default_text_column(tmp_path: Path) -> None:
     assert ex.label == int(ex.fields["text"][1:]) % 3
 
 
-def test_non_contiguous_int_labels_map_in_sorted_order(tmp_path: Path) -> None:
+def test_non_contiguous_int_labels_need_an_explicit_label_map(tmp_path: Path) -> None:
     rows = [{"text": f"t{i}", "label": [-1, 1][i % 2]} for i in range(10)]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
-    task = load_task(cfg(name="file", path=str(path), label_words=["no", "yes"]))
+    text = expect_error(
+        DataError, "task.label_map", load_task, cfg(name="file", path=str(path), label_words=["no", "yes"])
+    )
+    assert "-1 -> no, 1 -> yes" in text and "task.label_map=" in text
+    task = load_task(
+        cfg(name="file", path=str(path), label_words=["no", "yes"], label_map={"-1": "no", "1": "yes"})
+    )
     for e in task.train:
         assert e.label == int(e.fields["text"][1:]) % 2
 

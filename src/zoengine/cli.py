@@ -1,4 +1,4 @@
-"""Headless command line: ``zoengine train | resume | eval | export | runs | assets | methods``.
+"""Headless command line: ``zoengine train | resume | eval | export | runs | tune | assets | methods``.
 
     zoengine train --config examples/rotten-tomatoes-mezo.toml --set optimizer.lr=1e-6
     zoengine runs
@@ -10,13 +10,16 @@ Every user error prints one line, ``error: <field>: <what is allowed>``, and exi
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from zoengine.config import RunConfig
 from zoengine.errors import ZOError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: stopped (and saved where there was something to save)
 
 # common flags -> dotted config keys
 FLAG_KEYS = {
@@ -90,6 +93,7 @@ def _watch(run: Any, quiet: bool) -> int:
 
     bar = None
     postfix: dict[str, str] = {}
+    interrupted = False
     run.start()
     try:
         while True:
@@ -124,12 +128,20 @@ def _watch(run: Any, quiet: bool) -> int:
                 postfix[f"{ev.split}_acc"] = f"{ev.accuracy:.3f}"
                 msg = f"step {ev.step}: {ev.split} loss {ev.loss:.4f} accuracy {ev.accuracy:.4f} ({ev.examples} examples)"
                 (bar.write(msg) if bar is not None else print(msg, file=sys.stderr))
-            elif isinstance(ev, LogMessage) and ev.level != "info":
-                text = f"{ev.level}: {ev.text}"
+            elif isinstance(ev, LogMessage) and (
+                ev.level not in ("info", "error") or ev.text.startswith("data: ")
+            ):
+                # errors are printed once, at the end; "data: " notes say how the splits were sized
+                text = (
+                    f"{ev.level}: {ev.text}"
+                    if ev.level != "info"
+                    else f"note: {ev.text.removeprefix('data: ')}"
+                )
                 (bar.write(text) if bar is not None else print(text, file=sys.stderr))
-            elif isinstance(ev, StatusChanged) and ev.status in ("finished", "stopped", "failed"):
+            elif isinstance(ev, StatusChanged) and ev.status in ("finished", "stopped", "failed", "diverged"):
                 break
     except KeyboardInterrupt:
+        interrupted = True
         print("\ninterrupted: stopping and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
         run.stop(save=True)
     finally:
@@ -139,13 +151,84 @@ def _watch(run: Any, quiet: bool) -> int:
     if run.status == "failed":
         print(f"error: {run.error}", file=sys.stderr)
         return EXIT_USAGE if run.error_is_user else 1
+    if run.status == "diverged":  # the guard gave up: one line, exit 1
+        print(f"error: {run.error}", file=sys.stderr)
+        return 1
     summary = f"{run.status}: {run.step} steps, run dir {run.run_dir}"
     if run.best_dev_accuracy is not None:
         summary += f", best dev accuracy {run.best_dev_accuracy:.4f}"
     if run.test_result:
         summary += f", test accuracy {run.test_result['accuracy']:.4f}"
+        if run.test_result.get("checkpoint"):  # name what was tested: best (step N) or last
+            summary += f" (checkpoint {run.test_result['checkpoint']}, step {run.test_result.get('step')})"
     print(summary)
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def check_output_dir(run_dir: Path, field: str = "run.output_dir", *, new_run: bool = True) -> None:
+    """Refuse an output folder the run could not write, before anything is written."""
+    from zoengine.checkpoint import has_resume_point
+    from zoengine.errors import CheckpointError
+    from zoengine.paths import check_writable
+    from zoengine.rundir import RunBusy, is_locked
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"a file is in the way (not a folder): {run_dir}", field=field)
+    if new_run and (run_dir / "config.toml").exists():
+        if is_locked(run_dir):  # a live writer: refuse without touching its run
+            raise RunBusy(f"{run_dir} is being written by another process", field="run")
+    if new_run and (run_dir / "config.toml").exists() and has_resume_point(run_dir):
+        # (a run that died before its first checkpoint is started afresh by the engine)
+        raise CheckpointError(
+            f"folder already holds a run: {run_dir} (continue it with `zoengine resume {run_dir}`, "
+            "or choose another --output)",
+            field=field,
+        )
+    check_writable(run_dir, field)
+
+
+def _check_model_name(name: str) -> None:
+    """The model name is a zoo model, an existing local model or a well-formed hub id (no download)."""
+    from zoengine import assets
+    from zoengine.models import resolve_source
+
+    if name in getattr(assets, "CATALOGUE", {}):
+        if assets.get_asset(name).kind != "model":
+            resolve_source(name)  # raises the one-line "is a data set, not a model"
+        return
+    source, where, _, _ = resolve_source(name)
+    if source == "hub":  # only its config (a few kB; cached for the engine): is the id reachable?
+        import transformers
+
+        from zoengine.errors import ModelError
+        from zoengine.models import _zoo_names
+
+        transformers.logging.set_verbosity_error()
+        try:
+            transformers.AutoConfig.from_pretrained(where)
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"cannot load {name!r} from the hub (offline or unknown id); "
+                f"zoo models that work offline: {', '.join(_zoo_names())}",
+                field="model.name",
+            ) from exc
+
+
+def _preflight(cfg: RunConfig) -> tuple[Path, Any]:
+    """Everything a user can get wrong is refused here, before the run directory is touched:
+    the model name and device, the output folder and the data (returned, so it is read once)."""
+    from zoengine.engine import new_run_dir
+    from zoengine.models import resolve_device
+    from zoengine.tasks import load_task
+
+    _check_model_name(cfg.model.name)
+    resolve_device(cfg.model.device)
+    run_dir = new_run_dir(cfg)
+    check_output_dir(run_dir)
+    task = load_task(cfg.task)
+    if not task.train:
+        raise ZOError("the training split is empty", field="task.n_train")
+    return run_dir, task
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -155,30 +238,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(cfg.to_toml(), end="")
         return 0
-    return _watch(Run(cfg), args.quiet)
+    run_dir, task = _preflight(cfg)
+    run = Run(cfg, run_dir)
+    run.task = task
+    return _watch(run, args.quiet)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from zoengine.engine import Run
 
-    return _watch(Run.resume_from(args.run_dir), args.quiet)
+    run = Run.resume_from(args.run_dir)
+    check_output_dir(run.run_dir, "run", new_run=False)
+    return _watch(run, args.quiet)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a config's model (zero-shot) or a run's best checkpoint on a split."""
     from zoengine.evaluation import evaluate
 
-    result = evaluate(build_config(args) if not args.run else None, run_dir=args.run, split=args.split)
-    print(
-        f"{args.split}: loss {result['loss']:.4f} accuracy {result['accuracy']:.4f} ({result['examples']} examples)"
+    result = evaluate(
+        build_config(args) if not args.run else None,
+        run_dir=args.run,
+        split=args.split,
+        checkpoint=getattr(args, "checkpoint", "best"),
     )
+    if result.get("note"):
+        print(f"warning: {result['note']}", file=sys.stderr)
+    line = f"{args.split}: loss {result['loss']:.4f} accuracy {result['accuracy']:.4f} ({result['examples']} examples)"
+    if "checkpoint" in result:  # name what was evaluated
+        line += f" of {result['checkpoint']} (step {result['step']})"
+    print(line)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from zoengine.exporting import export_run
 
-    files = export_run(args.run_dir, args.format, args.out, checkpoint=args.checkpoint)
+    files = export_run(
+        args.run_dir,
+        args.format,
+        args.out,
+        checkpoint=args.checkpoint,
+        force=args.force,
+        report=lambda line: print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout),
+    )
     for f in files:
         size = f.stat().st_size if f.is_file() else 0
         print(f"{f}\t{size:,} bytes")
@@ -198,9 +301,68 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         dev = f"{r.best_dev_accuracy:.3f}" if r.best_dev_accuracy is not None else "-"
         test = f"{r.test_accuracy:.3f}" if r.test_accuracy is not None else "-"
-        print(
-            f"{r.status:<11} {r.steps_done:>5}/{r.total_steps:<5} {dev:>7} {test:>8}  {r.adapter:<8} {r.optimizer:<11} {r.path}"
-        )
+        steps = f"{r.steps_done:>5}/{r.total_steps:<5}" if r.status != "corrupt" else f"{'?':>5}/{'?':<5}"
+        print(f"{r.status:<11} {steps} {dev:>7} {test:>8}  {r.adapter:<8} {r.optimizer:<11} {r.path}")
+        if r.problem:  # a damaged run is listed, with what is wrong
+            print(f"{'':<11} ! {r.problem}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Sweep lr (and ε with --eps-grid) on short runs; print, plot, cache and optionally write."""
+    from zoengine.io import atomic_write_text
+    from zoengine.tune import apply_result, format_table, lr_grid, plot_text, tune
+
+    cfg = build_config(args)
+    write = Path(args.write) if args.write else None
+    if write is not None:
+        if write.exists() and not args.force:
+            raise ZOError(f"{write} exists; choose another path or add --force", field="--write")
+        if write.exists() and not write.is_file():
+            raise ZOError(f"not a file: {write}", field="--write")
+    lrs = None
+    if args.lrs:
+        try:
+            lrs = [float(x) for x in args.lrs.split(",") if x.strip()]
+        except ValueError:
+            raise ZOError(f"expected comma-separated numbers (got {args.lrs!r})", field="--lrs") from None
+    elif args.center is not None:
+        lrs = lr_grid(args.center, args.candidates)
+    eps_values = None
+    if args.eps_grid:
+        try:
+            eps_values = [float(x) for x in args.eps_grid.split(",") if x.strip()]
+        except ValueError:
+            raise ZOError(f"expected comma-separated numbers (got {args.eps_grid!r})", field="--eps-grid") from None
+        if not eps_values or any(not (e > 0 and e < float("inf")) for e in eps_values):
+            raise ZOError("every ε must be a finite number > 0", field="--eps-grid")
+
+    def progress(i: int, cand: Any, step: int) -> None:
+        if step == 0 and not args.quiet:
+            print(f"candidate {i + 1}: lr {cand.lr:.3g}, eps {cand.eps:.2g} ...", file=sys.stderr, flush=True)
+
+    result = tune(
+        cfg,
+        steps=args.tune_steps,
+        lrs=lrs,
+        n_candidates=args.candidates,
+        eps_values=eps_values,
+        dev_examples=args.dev_examples,
+        progress=progress,
+    )
+    print(format_table(result))
+    if not args.quiet:
+        print(plot_text(result))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        f"tuned: lr {result.lr:.3g}, eps {result.eps:.2g} (calibrated default {result.default_lr:.3g}, "
+        f"{result.trainable:,} trainable; {result.seconds:.0f} s; cached for this model/task/adapter/"
+        f"optimizer/batch)"
+    )
+    if write is not None:
+        atomic_write_text(write, apply_result(cfg, result).to_toml())
+        print(f"wrote {write}")
     return 0
 
 
@@ -236,18 +398,35 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.add_argument("--run", help="run directory (evaluates its best checkpoint)")
     p.add_argument("--split", default="test", choices=["dev", "test"])
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="with --run")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="export a run's adapter")
     p.add_argument("run_dir")
     p.add_argument("--format", default="native", help="native | peft-lora | merged")
-    p.add_argument("--out", help="destination directory (default: RUN/exports/FORMAT)")
+    p.add_argument("--out", help="destination folder, absent or empty (default: RUN/exports/FORMAT)")
+    p.add_argument(
+        "--force", action="store_true", help="replace what --out holds (atomically: old or new, never a mix)"
+    )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--home", help="runs home (default: the user data dir)")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("tune", help="pick lr (and eps) by short runs on the same batches")
+    _add_config_flags(p)
+    p.add_argument("--tune-steps", dest="tune_steps", type=int, default=20, help="steps per candidate")
+    p.add_argument("--candidates", type=int, default=5, help="lr values on the log grid")
+    p.add_argument("--center", type=float, help="centre of the lr grid (default: the config's or calibrated lr)")
+    p.add_argument("--lrs", help="explicit comma-separated lr values instead of a grid")
+    p.add_argument("--eps-grid", dest="eps_grid", help="comma-separated eps values to sweep too")
+    p.add_argument("--dev-examples", dest="dev_examples", type=int, default=96, help="held-out examples scored")
+    p.add_argument("--write", help="write the config with the tuned lr/eps to this TOML file")
+    p.add_argument("--force", action="store_true", help="overwrite --write")
+    p.add_argument("--quiet", action="store_true", help="no per-candidate lines or plot")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("methods", help="list optimizers and adapters")
     p.set_defaults(func=cmd_methods)
@@ -261,16 +440,53 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Crash tracebacks from the library go to the *current* stderr; user errors and warnings are
+    printed once by the CLI itself (without a handler, logging's last resort printed them again)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _route_logs() -> None:
+    lib = logging.getLogger("zoengine")
+    if not any(isinstance(h, _StderrHandler) for h in lib.handlers):
+        handler = _StderrHandler()
+        handler.setLevel(logging.ERROR)
+        lib.addHandler(handler)
+
+
+FS_FIELDS = {"train": "run.output_dir", "resume": "run", "export": "--out", "eval": "run"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 ok, 1 a crash or a diverged run, 2 bad input (one line), 130 Ctrl-C."""
+    from zoengine.errors import filesystem_error
+
+    _route_logs()
     parser = make_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except ZOError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # the file system refused: read-only, full, a file in the way
+        command = getattr(locals().get("args"), "command", None)
+        err = filesystem_error(
+            exc, getattr(exc, "filename", None) or "", FS_FIELDS.get(command or "", "file")
+        )
+        assert err is not None
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

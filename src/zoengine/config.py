@@ -23,6 +23,7 @@ Method-specific settings (LoRA rank, ZO-AdaMU T1/T2/T3, SoRA lambda ...) sit fla
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -76,9 +77,27 @@ class TaskConfig:
         default=None, metadata={"help": "prompt template with {column} placeholders"}
     )
     label_words: list[str] | None = field(default=None, metadata={"help": "one verbalizer word per label"})
-    n_train: int = field(default=1000, metadata={"help": "training examples"})
-    n_dev: int = field(default=500, metadata={"help": "development examples (eval during training)"})
-    n_test: int = field(default=1000, metadata={"help": "held-out test examples"})
+    label_map: dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": 'label value -> label word, e.g. {neg = "terrible", pos = "great"}; needed when '
+            "the label values are neither the words themselves nor 0..K-1 indices into label_words"
+        },
+    )
+    n_train: int | None = field(
+        default=None,
+        metadata={"help": "training examples (empty: 1000, or 60% of a smaller data set)"},
+    )
+    n_dev: int | None = field(
+        default=None,
+        metadata={
+            "help": "development examples, evaluated during training (empty: 500, or 20% of a smaller data set)"
+        },
+    )
+    n_test: int | None = field(
+        default=None,
+        metadata={"help": "held-out test examples (empty: 1000, or 20% of a smaller data set)"},
+    )
     k_shot: int | None = field(
         default=None, metadata={"help": "k examples per class for train (overrides n_train)"}
     )
@@ -99,11 +118,20 @@ class AdapterConfig:
 @dataclass
 class OptimizerConfig:
     name: str = field(default="mezo_sgd", metadata={"help": "zeroth-order method (see `zoengine methods`)"})
-    lr: float = field(default=1e-6, metadata={"help": "learning rate, > 0"})
+    lr: float | None = field(
+        default=None,
+        metadata={
+            "help": "learning rate, > 0; empty or 'auto' = the calibrated default for this adapter, "
+            "optimizer and trainable size (zoengine.optim.calibration), or run `zoengine tune`"
+        },
+    )
     eps: float = field(default=1e-3, metadata={"help": "perturbation scale epsilon, > 0"})
     weight_decay: float = field(default=0.0, metadata={"help": "L2 decay, skipped for biases and norms"})
     lr_schedule: str = field(default="constant", metadata={"help": "constant | linear | cosine"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps (overrides warmup_ratio)"})
+    warmup_ratio: float = field(
+        default=0.0, metadata={"help": "linear warm-up as a share of run.steps, in [0, 1)"}
+    )
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "method-specific settings"})
 
 
@@ -122,6 +150,23 @@ class RunSettings:
         default=None, metadata={"help": "run directory (default: under the runs home)"}
     )
     name: str | None = field(default=None, metadata={"help": "run name"})
+    divergence_factor: float = field(
+        default=4.0,
+        metadata={
+            "help": "a step loss above this many times the median of the last 32 counts as a divergence "
+            "(0 = only NaN/inf losses, gradients, tensors or dev losses do)"
+        },
+    )
+    divergence_lr_factor: float = field(
+        default=0.5, metadata={"help": "lr multiplier at each rollback after a divergence, in (0, 1]"}
+    )
+    divergence_retries: int = field(
+        default=3,
+        metadata={
+            "help": "rollbacks to the last good state before the run stops as 'diverged' "
+            "(0 = stop at the first divergence and keep no in-memory snapshot)"
+        },
+    )
 
 
 @dataclass
@@ -170,9 +215,21 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunConfig:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"is a folder, not a TOML file: {p}", field="--config")
         if not p.is_file():
             raise ConfigError(f"file not found: {p}", field="--config")
-        return cls.from_toml(p.read_text(encoding="utf-8"), source=str(p))
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{p} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "save it as UTF-8 TOML",
+                field="--config",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {p}: {exc.strerror or exc}", field="--config") from None
+        return cls.from_toml(text, source=str(p))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         from zoengine.io import atomic_write_text
@@ -220,26 +277,56 @@ class RunConfig:
             for w in t.label_words:
                 if not str(w).strip():
                     raise ConfigError("label words must not be empty", field="task.label_words")
+        if t.label_map is not None:
+            for value, word in t.label_map.items():
+                if not str(value).strip() or not str(word).strip():
+                    raise ConfigError(
+                        f"label values and words must not be empty (got {value!r} = {word!r})",
+                        field="task.label_map",
+                    )
         for name in ("n_train", "n_dev", "n_test"):
-            if getattr(t, name) < 0:
+            if getattr(t, name) is not None and getattr(t, name) < 0:
                 raise ConfigError(f"must be >= 0 (got {getattr(t, name)})", field=f"task.{name}")
+        for name, seed in (("task.seed", t.seed), ("run.seed", r.seed)):
+            if not (0 <= seed < 2**32):
+                raise ConfigError(f"must be an integer in 0..{2**32 - 1} (got {seed})", field=name)
         if t.k_shot is not None:
             _positive("task.k_shot", t.k_shot)
-        if not (o.lr > 0):
-            raise ConfigError(f"must be > 0 (got {o.lr})", field="optimizer.lr")
-        if not (o.eps > 0):
-            raise ConfigError(f"must be > 0 (got {o.eps})", field="optimizer.eps")
-        if o.weight_decay < 0:
-            raise ConfigError(f"must be >= 0 (got {o.weight_decay})", field="optimizer.weight_decay")
+        if o.lr is not None and not (math.isfinite(o.lr) and o.lr > 0):
+            raise ConfigError(f"must be a finite number > 0 or auto (got {o.lr})", field="optimizer.lr")
+        if not (math.isfinite(o.eps) and o.eps > 0):
+            raise ConfigError(f"must be a finite number > 0 (got {o.eps})", field="optimizer.eps")
+        if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0):
+            raise ConfigError(
+                f"must be a finite number >= 0 (got {o.weight_decay})", field="optimizer.weight_decay"
+            )
         _choice("optimizer.lr_schedule", o.lr_schedule, LR_SCHEDULES)
         if o.warmup_steps < 0:
             raise ConfigError(f"must be >= 0 (got {o.warmup_steps})", field="optimizer.warmup_steps")
         _positive("run.steps", r.steps)
+        if not (0.0 <= o.warmup_ratio < 1.0):
+            raise ConfigError(f"must be in [0, 1) (got {o.warmup_ratio})", field="optimizer.warmup_ratio")
+        if o.warmup_steps >= r.steps > 0 and o.warmup_steps > 0:
+            raise ConfigError(
+                f"must be < run.steps ({r.steps}) (got {o.warmup_steps}); or set optimizer.warmup_ratio",
+                field="optimizer.warmup_steps",
+            )
         _positive("run.batch_size", r.batch_size)
         _positive("run.eval_batch_size", r.eval_batch_size)
         for name in ("eval_every", "checkpoint_every"):
             if getattr(r, name) < 0:
                 raise ConfigError(f"must be >= 0 (got {getattr(r, name)})", field=f"run.{name}")
+        if not (math.isfinite(r.divergence_factor) and (r.divergence_factor == 0 or r.divergence_factor > 1)):
+            raise ConfigError(
+                f"must be 0 (off) or a finite number > 1 (got {r.divergence_factor})",
+                field="run.divergence_factor",
+            )
+        if not (math.isfinite(r.divergence_lr_factor) and 0 < r.divergence_lr_factor <= 1):
+            raise ConfigError(
+                f"must be a number in (0, 1] (got {r.divergence_lr_factor})", field="run.divergence_lr_factor"
+            )
+        if r.divergence_retries < 0:
+            raise ConfigError(f"must be >= 0 (got {r.divergence_retries})", field="run.divergence_retries")
         self._validate_methods()
         return self
 
@@ -248,6 +335,7 @@ class RunConfig:
         from zoengine import adapters, optim
 
         optim.validate_config(self.optimizer)
+        optim.check_run_length(self.optimizer, self.run.steps)
         adapters.validate_config(self.adapter)
 
 
@@ -278,7 +366,7 @@ def _coerce(dotted: str, value: Any, f: dataclasses.Field[Any]) -> Any:
     if isinstance(value, str) and not type_text.startswith("str"):
         value = _parse_scalar(value)
     if value is None or (
-        isinstance(value, str) and value.lower() in ("none", "null") and "None" in type_text
+        isinstance(value, str) and value.lower() in ("none", "null", "auto") and "None" in type_text
     ):
         if "None" in type_text:
             return None
@@ -299,14 +387,45 @@ def _coerce(dotted: str, value: Any, f: dataclasses.Field[Any]) -> Any:
         if type_text.startswith("list"):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list | tuple):
+            if not isinstance(value, list | tuple) or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
+            ):
                 raise TypeError
             return [str(v) for v in value]
+        if type_text.startswith("dict"):
+            if isinstance(value, str):
+                value = _parse_mapping(value)
+            if not isinstance(value, dict) or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in value.values()
+            ):
+                raise TypeError
+            return {str(k).strip(): str(v).strip() for k, v in value.items()} or None
         if type_text.startswith("str"):
             if isinstance(value, list | dict):
                 raise TypeError
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         kind = type_text.split(" |")[0]
+        if kind.startswith("dict"):
+            kind = 'a table of value = "word", e.g. {neg = "terrible", pos = "great"}'
         raise ConfigError(f"expected {kind} (got {value!r})", field=dotted) from None
     return value
+
+
+def _parse_mapping(text: str) -> Any:
+    """A table typed on a command line: TOML ``{a = "x"}``, JSON ``{"a": "x"}`` or ``a=x, b=y``."""
+    import json
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, word = item.partition("=") if "=" in item else item.partition(":")
+        if not sep or not key.strip() or not word.strip():
+            return text
+        out[key.strip().strip("\"'")] = word.strip().strip("\"'")
+    return out or text

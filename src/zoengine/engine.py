@@ -9,8 +9,11 @@ Run directory (every file written atomically; readable after a kill):
     config.toml            the config snapshot
     metrics.jsonl          every event, one JSON line each
     state.json             status, step, best dev accuracy, final test result
+    .lock                  held by the one process writing the run (zoengine.rundir)
     checkpoints/last/      trainable tensors + optimizer/scheduler/counter state (resume point)
-    checkpoints/best/      trainable tensors of the best dev accuracy
+    checkpoints/prev/      the checkpoint before last (used when last fails verification)
+    checkpoints/best/      trainable tensors of the best dev accuracy (step 0 included)
+    (no pickle anywhere: safetensors + JSON with a sha256 manifest, see zoengine.checkpoint)
     exports/               what `zoengine export` wrote
 
 Data order is a pure function of (seed, step), and the optimizer's generator is checkpointed,
@@ -19,10 +22,12 @@ so a resumed run repeats the uninterrupted run's losses exactly (CPU, float32).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +38,7 @@ from typing import Any
 import torch
 
 from zoengine.config import RunConfig
-from zoengine.errors import CheckpointError, ZOError
+from zoengine.errors import CheckpointError, ZOError, filesystem_error
 from zoengine.events import (
     CheckpointSaved,
     EvalDone,
@@ -43,17 +48,21 @@ from zoengine.events import (
     StatusChanged,
     StepLogged,
 )
-from zoengine.io import append_jsonl, atomic_dir, atomic_write_json, read_jsonl
+from zoengine.io import append_jsonl, kill_point, read_jsonl
 from zoengine.paths import runs_home
 
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE_SIZE = 10_000
-TERMINAL = ("finished", "stopped", "failed")
+TERMINAL = ("finished", "stopped", "failed", "diverged")
 
 
 class _StopRequested(Exception):
     """Raised inside the loss closure so a stop takes effect within one query."""
+
+
+class _Diverged(Exception):
+    """Raised when a divergence cannot be recovered (retries spent): the run ends as 'diverged'."""
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -96,7 +105,7 @@ class Run:
         self.step = 0
         self._saved_step: int | None = None  # step of checkpoints/last, so the end does not rewrite it
         self.best_dev_accuracy: float | None = None
-        self.test_result: dict[str, float] | None = None
+        self.test_result: dict[str, Any] | None = None  # loss, accuracy, examples, checkpoint, step
         self._subscribers: list[Callable[[Event], None]] = []
         self._stop = threading.Event()
         self._save_on_stop = True
@@ -105,6 +114,8 @@ class Run:
         self._eval_requested = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._dir_lock: Any = None  # the run directory's filelock, held while this run writes it
+        self._owner = False  # True once this run holds that lock: only then does it write the folder
         # populated by _setup
         self.loaded: Any = None
         self.task: Any = None
@@ -114,18 +125,17 @@ class Run:
         self.scheduler: Any = None
         self.forward_passes = 0
         self.tokens = 0
+        self.guard: Any = None  # DivergenceGuard, built after setup
 
     # --- control (any thread) ---------------------------------------------------------------------
 
     @classmethod
     def resume_from(cls, run_dir: str | Path) -> Run:
+        """Continue ``run_dir`` from its last intact checkpoint (from step 0 when it has none yet)."""
+        from zoengine.rundir import load_config
+
         run_dir = Path(run_dir)
-        cfg_path = run_dir / "config.toml"
-        if not cfg_path.exists():
-            raise CheckpointError(f"not a run directory (no config.toml): {run_dir}", field="run")
-        if not (run_dir / "checkpoints" / "last" / "state.pt").exists():
-            raise CheckpointError(f"run has no checkpoint to resume from: {run_dir}", field="run")
-        return cls(RunConfig.load(cfg_path), run_dir, resume=True)
+        return cls(load_config(run_dir), run_dir, resume=True)
 
     def subscribe(self, callback: Callable[[Event], None]) -> None:
         """Call ``callback(event)`` from the engine thread for every event (keep it cheap)."""
@@ -168,7 +178,7 @@ class Run:
 
     def _emit(self, event: Event) -> None:
         """Log to metrics.jsonl, offer to the bounded queue (drop the oldest when full), notify."""
-        if self.run_dir.exists():
+        if self._owner:
             append_jsonl(self.run_dir / "metrics.jsonl", event.to_record())
         while True:
             try:
@@ -195,10 +205,12 @@ class Run:
         self._emit(LogMessage(level=level, text=text))
 
     def _write_state(self) -> None:
-        if not self.run_dir.exists():
+        from zoengine.rundir import write_state
+
+        if not self._owner:
             return
-        atomic_write_json(
-            self.run_dir / "state.json",
+        write_state(
+            self.run_dir,
             {
                 "status": self.status,
                 "step": self.step,
@@ -222,37 +234,88 @@ class Run:
                 self._set_status("stopped", "stopped before training")
                 return
             self._train()
+        except _Diverged as exc:
+            self._end_diverged(str(exc))
         except ZOError as exc:
-            self.error = exc.one_line()
-            self.error_is_user = True
-            self._log(self.error, "error")
-            self._set_status("failed", self.error)
+            self._fail(exc.one_line(), user=True)
         except Exception as exc:  # report, never hang the caller
-            log.exception("run failed")
-            self.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._log(self.error, "error")
-            self._set_status("failed", self.error)
+            fs_error = filesystem_error(exc, self.run_dir, "run.output_dir", self._checkpoint_note())
+            if fs_error is not None:  # read-only, not a folder, disk full: the user can fix it
+                self._fail(fs_error.one_line(), user=True)
+            else:
+                log.exception("run failed")
+                self._fail(f"{type(exc).__name__}: {exc}".splitlines()[0], user=False)
+        finally:
+            self._release_dir()
+
+    def _fail(self, text: str, *, user: bool) -> None:
+        """End as 'failed' with one line; a full or read-only disk must not turn the report into a crash."""
+        self.error, self.error_is_user = text, user
+        try:
+            if self._owner:  # a refused writer (run busy, folder holds a run) leaves the folder as it is
+                self._log(text, "error")
+            self._set_status("failed", text)
+        except OSError:
+            self.status = "failed"
+            with contextlib.suppress(queue.Full):
+                self.events.put_nowait(StatusChanged(status="failed", message=text))
+
+    def _checkpoint_note(self) -> str:
+        step = self._saved_step
+        if step is None and self.resuming and (self.run_dir / "checkpoints" / "last").is_dir():
+            step = self.step
+        if step is None:
+            return "no checkpoint was written yet"
+        return f"the last checkpoint at step {step} is intact"
 
     def _prepare_dir(self) -> None:
+        """Take the run directory's lock, then create the run (train) or repair it (resume).
+
+        Until this succeeds nothing is written: a second writer, or a train into a folder that holds
+        a run with checkpoints, is refused without touching it. A folder whose run died before its
+        first checkpoint (or failed to start) is started afresh.
+        """
+        from zoengine import checkpoint, rundir
+
+        self._dir_lock = rundir.acquire_lock(self.run_dir)
+        notes: list[str] = []
         if self.resuming:
-            return
-        if (self.run_dir / "config.toml").exists():
-            raise CheckpointError(
-                f"run directory already holds a run: {self.run_dir} (use resume)", field="run.output_dir"
-            )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(self.run_dir / "config.toml")
+            notes = checkpoint.recover(self.run_dir)
+        elif (self.run_dir / rundir.CONFIG_NAME).exists() or (self.run_dir / rundir.STATE_NAME).exists():
+            if checkpoint.has_resume_point(self.run_dir):
+                raise CheckpointError(
+                    f"run directory already holds a run: {self.run_dir} (use resume)", field="run.output_dir"
+                )
+            for name in ("metrics.jsonl", rundir.STATE_NAME, rundir.CONFIG_NAME):
+                (self.run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)  # a dead run's best, if any
+            notes = [f"{self.run_dir} held a run that never reached a checkpoint: starting it afresh"]
+        rundir.clean_temps(self.run_dir)
+        if not self.resuming:
+            rundir.write_config(self.config, self.run_dir)
+        self._owner = True
+        for note in notes:
+            self._log(note, "warning")
+
+    def _release_dir(self) -> None:
+        self._owner = False
+        lock, self._dir_lock = self._dir_lock, None
+        if lock is not None:
+            lock.release()
 
     def _setup(self) -> None:
         from zoengine.adapters import apply_adapter
         from zoengine.models import load_model
         from zoengine.objectives import Objective
-        from zoengine.optim import build_optimizer, make_lr_lambda
+        from zoengine.optim import build_optimizer, lr_rule_text, make_lr_lambda, resolved_lr
         from zoengine.tasks import check_label_words, load_task
 
         cfg = self.config
         torch.manual_seed(cfg.run.seed)  # adapter inits; perturbations use the optimizer's own generator
-        self.task = load_task(cfg.task)
+        if self.task is None:  # the CLI loads it first, to refuse bad data before touching the disk
+            self.task = load_task(cfg.task)
+        for note in self.task.notes:
+            self._log(f"data: {note}")
         if not self.task.train:
             raise ZOError("the training split is empty", field="task.n_train")
         self.loaded = load_model(cfg.model, label_texts=self.task.label_words or self.task.label_names)
@@ -263,15 +326,22 @@ class Run:
         for w in self.objective.warnings:
             self._log(w, "warning")
         self.handle = apply_adapter(self.loaded.model, cfg.adapter, seed=cfg.run.seed)
+        self.handle.set_run_length(cfg.run.steps)
         groups = self.handle.param_groups(cfg.optimizer.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.task.train) / cfg.run.batch_size)
+        self.lr = resolved_lr(cfg, self.handle.num_trainable())
+        if cfg.optimizer.lr is None:
+            self._log(lr_rule_text(cfg.optimizer.name, cfg.adapter.method, self.handle.num_trainable()))
         self.optimizer = build_optimizer(
             cfg.optimizer,
             groups,
             seed=cfg.run.seed,
             total_steps=cfg.run.steps,
             steps_per_epoch=self.steps_per_epoch,
+            lr=self.lr,
         )
+        for note in getattr(self.optimizer, "notes", []):
+            self._log(note, "warning")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, make_lr_lambda(cfg.optimizer, cfg.run.steps)
         )
@@ -317,48 +387,130 @@ class Run:
         self._emit(event)
         return event
 
-    def _dev_eval_and_track(self) -> None:
+    def _dev_eval_and_track(self) -> bool:
+        """Evaluate on dev and keep the best; False when the evaluation found a divergence and the
+        run rolled back (a non-finite dev loss is never "best": a NaN model's accuracy means nothing)."""
         if not self.task.dev:
-            return
+            return True
         ev = self._evaluate("dev")
+        if not math.isfinite(ev.loss):
+            self._divergence(f"dev loss is {ev.loss}", at=self.step, resume_at=self.step + 1)
+            return False
         if not math.isnan(ev.accuracy) and (
             self.best_dev_accuracy is None or ev.accuracy > self.best_dev_accuracy
         ):
             self.best_dev_accuracy = ev.accuracy
-            if self.step > 0:
-                self._save_best()
+            self._save_best()  # step 0 (zero-shot) is a checkpoint like any other
         self._write_state()
+        return True
+
+    def _final_dev_eval(self) -> bool:
+        """The end-of-run dev evaluation, unless the last step just had one; False if it rolled back."""
+        every = self.config.run.eval_every
+        if not self.task.dev or (every and self.step % every == 0):
+            return True
+        return self._dev_eval_and_track()
 
     def _train(self) -> None:
         run = self.config.run
         self._set_status("running", "resumed" if self.resuming else "training")
+        self.guard = self._make_guard()
         # 1. zero-shot evaluation (what the model does before any update)
         if run.zero_shot_eval and self.step == 0:
             self._dev_eval_and_track()
-        while self.step < run.steps:
-            # 2. pause / stop
-            if not self._running.is_set():
-                self._set_status("paused")
-                self._running.wait()
-                if not self._stop.is_set():
-                    self._set_status("running", "resumed")
-            if self._stop.is_set():
+        while True:
+            while self.step < run.steps:
+                # 2. pause / stop
+                if not self._running.is_set():
+                    self._set_status("paused")
+                    self._running.wait()
+                    if not self._stop.is_set():
+                        self._set_status("running", "resumed")
+                if self._stop.is_set():
+                    break
+                # 3. one optimizer step on the step's batch (a divergence rolls back instead)
+                try:
+                    self._one_step()
+                except _StopRequested:
+                    break
+                # 4. evaluation and checkpoints
+                if self._eval_requested.is_set() or (run.eval_every and self.step % run.eval_every == 0):
+                    self._eval_requested.clear()
+                    if not self._dev_eval_and_track():
+                        continue  # rolled back: redo the steps from the restored state
+                if run.checkpoint_every and self.step % run.checkpoint_every == 0:
+                    self._save_checkpoint()
+            # 5. final dev evaluation; a divergence found there rolls back and training goes on
+            if self._stop.is_set() or self._final_dev_eval():
                 break
-            # 3. one optimizer step on the step's batch
-            try:
-                self._one_step()
-            except _StopRequested:
-                break
-            # 4. evaluation and checkpoints
-            if self._eval_requested.is_set() or (run.eval_every and self.step % run.eval_every == 0):
-                self._eval_requested.clear()
-                self._dev_eval_and_track()
-            if run.checkpoint_every and self.step % run.checkpoint_every == 0:
-                self._save_checkpoint()
         self._finish()
+
+    # --- divergence guard (see zoengine.divergence) -----------------------------------------------
+
+    def _make_guard(self) -> Any:
+        from zoengine.divergence import LOSS_FLOOR, DivergenceGuard
+
+        r = self.config.run
+        return DivergenceGuard(
+            self.handle,
+            self.optimizer,
+            self.scheduler,
+            factor=r.divergence_factor,
+            lr_factor=r.divergence_lr_factor,
+            retries=r.divergence_retries,
+            interval=r.checkpoint_every or 100,
+            floor=math.log(k) if (k := int(getattr(self.task, "num_classes", 0) or 0)) >= 2 else LOSS_FLOOR,
+        )
+
+    def _divergence(self, problem: str, *, at: int, resume_at: int) -> None:
+        """Roll back to the last good state and lower the lr, or raise ``_Diverged`` when spent.
+
+        ``at`` is the step where the problem showed; the recovery counts as done once step
+        ``resume_at`` has been accepted again.
+        """
+        guard = self.guard
+        if guard is None or not guard.record(resume_at):
+            target = guard.target() if guard is not None else None
+            if target is not None:  # leave the last good weights in place, not the broken ones
+                guard.restore(target)
+                self.step = target.step
+            if guard is None or guard.retries == 0:
+                why = "run.divergence_retries = 0"
+            elif target is None:
+                why = "no earlier good state to return to"
+            else:
+                why = f"{guard.retries} recoveries failed"
+            raise _Diverged(f"diverged at step {at}: {problem} ({why})")
+        target = guard.target()
+        assert target is not None  # record() checked it
+        guard.restore(target)
+        self.step = target.step
+        lr = guard.reduce_lr()
+        self._log(
+            f"divergence at step {at}: {problem}; rolled back to step {target.step}, "
+            f"lr x{guard.lr_factor:g} -> {lr:.3g} (recovery {guard.failures} of {guard.retries})",
+            "warning",
+        )
+        self._write_state()
+
+    def _end_diverged(self, message: str) -> None:
+        guard = self.guard
+        if guard is not None and guard.target() is not None:
+            try:
+                self._save_checkpoint()
+                message += f"; the last good state (step {self.step}) is in checkpoints/last"
+            except Exception as exc:  # the status must still be written
+                log.exception("checkpoint after divergence failed")
+                message += f"; saving the last good state failed: {exc}".splitlines()[0]
+        else:
+            message += "; checkpoints on disk are unchanged"
+        self.error = message  # carried by the status event (one line in the CLI and the app's log)
+        self._set_status("diverged", message)
 
     def _one_step(self) -> None:
         cfg = self.config
+        if self.guard is not None:
+            self.guard.before_step(self.step)
         idx = batch_indices(self.step, len(self.task.train), cfg.run.batch_size, cfg.run.seed)
         batch = self.objective.make_batch([self.task.train[i] for i in idx])
         opt, objective = self.optimizer, self.objective
@@ -382,14 +534,22 @@ class Run:
             self._log(f"stop requested during step {self.step + 1}; the partial step was discarded")
             raise
         seconds = time.perf_counter() - t0
-        self.step += 1
         stats = dict(opt.last_stats)
+        queries = int(stats.pop("queries", 1))
+        self.forward_passes += int(stats.pop("forward_passes", 2 * queries))  # spent, even if rolled back
+        self.tokens += batch.tokens * max(1, 2 * queries if not opt.uses_backward else 1)
+        if self.guard is not None:
+            pgs = [float(g) for g in stats.get("projected_grads", [])]
+            problem = self.guard.check_step(float(loss), pgs)
+            if problem is not None:
+                self._divergence(problem, at=self.step + 1, resume_at=self.step + 1)
+                return
+        self.step += 1
         lr = float(stats.pop("lr", opt.param_groups[0]["lr"]))
         self.scheduler.step()
         self.handle.after_step(self.step, lr)
-        queries = int(stats.pop("queries", 1))
-        self.forward_passes += int(stats.pop("forward_passes", 2 * queries))
-        self.tokens += batch.tokens * max(1, 2 * queries if not opt.uses_backward else 1)
+        if self.guard is not None:
+            self.guard.accept(self.step, float(loss))
         extra = {k: v for k, v in stats.items() if k not in ("projected_grads",)}
         extra.update(self.handle.stats())
         self._emit(
@@ -418,20 +578,17 @@ class Run:
                 "stopped", f"stopped at step {self.step}; resume with `zoengine resume {self.run_dir}`"
             )
             return
-        # final: dev eval (if not just done), then test on the best checkpoint
-        if self.task.dev and not (self.config.run.eval_every and self.step % self.config.run.eval_every == 0):
-            self._dev_eval_and_track()
-        best = self.run_dir / "checkpoints" / "best" / "trainable.safetensors"
-        if best.exists():
-            from safetensors.torch import load_file
-
-            self.handle.load_trainable_state_dict(load_file(best))
-            self._log(
-                f"test evaluation uses the best dev checkpoint (dev accuracy {self.best_dev_accuracy:.4f})"
-            )
+        # final: test on the best checkpoint (the final dev eval ran in _train)
+        used, used_step = self._load_best_for_test()
         if self.task.test:
             ev = self._evaluate("test")
-            self.test_result = {"loss": ev.loss, "accuracy": ev.accuracy, "examples": ev.examples}
+            self.test_result = {
+                "loss": ev.loss,
+                "accuracy": ev.accuracy,
+                "examples": ev.examples,
+                "checkpoint": used,  # what was tested: "best" or "last" (named, never implied)
+                "step": used_step,
+            }
         self._set_status("finished", f"finished {self.step} steps")
 
     # --- checkpoints -----------------------------------------------------------------------------
@@ -440,72 +597,137 @@ class Run:
         return {k: v.detach().to("cpu").contiguous() for k, v in self.handle.trainable_state_dict().items()}
 
     def _save_checkpoint(self) -> None:
-        from safetensors.torch import save_file
+        from zoengine import checkpoint
 
-        target = self.run_dir / "checkpoints" / "last"
-        with atomic_dir(target) as tmp:
-            save_file(self._trainable_cpu(), str(tmp / "trainable.safetensors"), metadata={"format": "pt"})
-            torch.save(
-                {
-                    "step": self.step,
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "forward_passes": self.forward_passes,
-                    "tokens": self.tokens,
-                    "best_dev_accuracy": self.best_dev_accuracy,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                tmp / "state.pt",
-            )
+        kill_point("checkpoint-start")
+        data, tensors = checkpoint.pack(
+            {
+                "step": self.step,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "forward_passes": self.forward_passes,
+                "tokens": self.tokens,
+                "best_dev_accuracy": self.best_dev_accuracy,
+                "torch_rng": torch.get_rng_state(),
+            }
+        )
+        target = checkpoint.write(
+            self.run_dir / "checkpoints",
+            "last",
+            kind="last",
+            step=self.step,
+            tensors={checkpoint.TRAINABLE: self._trainable_cpu(), checkpoint.STATE_TENSORS: tensors},
+            jsons={checkpoint.STATE_JSON: data},
+            keep_prev=True,
+        )
         self._saved_step = self.step
         self._write_state()
         self._emit(CheckpointSaved(step=self.step, path=str(target)))
 
     def _save_best(self) -> None:
-        from safetensors.torch import save_file
+        from zoengine import checkpoint
 
-        target = self.run_dir / "checkpoints" / "best"
-        with atomic_dir(target) as tmp:
-            save_file(self._trainable_cpu(), str(tmp / "trainable.safetensors"), metadata={"format": "pt"})
-            atomic_write_json(tmp / "best.json", {"step": self.step, "dev_accuracy": self.best_dev_accuracy})
+        target = checkpoint.write(
+            self.run_dir / "checkpoints",
+            "best",
+            kind="best",
+            step=self.step,
+            tensors={checkpoint.TRAINABLE: self._trainable_cpu()},
+            info={"dev_accuracy": self.best_dev_accuracy},
+        )
         self._emit(CheckpointSaved(step=self.step, path=str(target), best=True))
 
     def _load_checkpoint(self) -> None:
-        from safetensors.torch import load_file
+        """Restore the last intact checkpoint (reporting any that fails verification), or start at 0."""
+        from zoengine import checkpoint
 
-        ckpt = self.run_dir / "checkpoints" / "last"
+        found, notes = checkpoint.find(self.run_dir, "last", require=checkpoint.RESUME_FILES)
+        if found is None:
+            if notes:
+                raise CheckpointError(
+                    f"no intact checkpoint to resume from ({'; '.join(notes)})",
+                    field="run",
+                    hint=f"delete {self.run_dir / 'checkpoints'} to restart from step 0",
+                )
+            self._log("the run has no checkpoint yet: restarting it from step 0", "warning")
+            return
+        for note in notes:
+            self._log(f"{note}; resuming from {found.describe()} instead", "warning")
         try:
-            state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-            self.handle.load_trainable_state_dict(load_file(ckpt / "trainable.safetensors"))
-        except (OSError, RuntimeError, KeyError) as exc:
+            state = found.trainer_state()
+            self.handle.load_trainable_state_dict(found.tensors())
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.step = int(state["step"])
+            self.forward_passes = int(state["forward_passes"])
+            self.tokens = int(state["tokens"])
+            torch.set_rng_state(state["torch_rng"])
+            best_so_far = state["best_dev_accuracy"]
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
             raise CheckpointError(
-                f"cannot read checkpoint {ckpt}: {exc}".splitlines()[0], field="run"
-            ) from exc
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
-        self.forward_passes = int(state["forward_passes"])
-        self.tokens = int(state["tokens"])
-        self.best_dev_accuracy = state["best_dev_accuracy"]
-        torch.set_rng_state(state["torch_rng"])
-        self._log(f"resumed from step {self.step}")
+                f"{found.label}: unusable trainer state ({type(exc).__name__}: {exc})".splitlines()[0],
+                field="run",
+            ) from None
+        if self.step != found.step:
+            raise CheckpointError(f"{found.label}: state step {self.step} != manifest step {found.step}", field="run")
+        if found.label == "checkpoints/last":
+            self._saved_step = self.step
+        self._restore_best(best_so_far)
+        self._log(f"resumed from step {self.step} ({found.label})")
+
+    def _restore_best(self, best_so_far: Any) -> None:
+        """The best dev accuracy is the one of an intact ``best`` checkpoint; without one it is forgotten."""
+        from zoengine import checkpoint
+
+        best, notes = checkpoint.find(self.run_dir, "best")
+        acc = best.info.get("dev_accuracy") if best is not None else None
+        if isinstance(acc, int | float) and not isinstance(acc, bool) and math.isfinite(acc):
+            self.best_dev_accuracy = float(acc)
+            return
+        self.best_dev_accuracy = None
+        if best_so_far is not None:
+            why = "; ".join(notes) or "checkpoints/best: missing"
+            self._log(
+                f"{why}: the best dev accuracy so far ({best_so_far}) has no intact checkpoint; "
+                "the best is chosen again from the next evaluation on",
+                "warning",
+            )
+
+    def _load_best_for_test(self) -> tuple[str, int]:
+        """Put the best dev checkpoint in place for the test and name it, or say what is used instead."""
+        from zoengine import checkpoint
+
+        if not self.task.dev:
+            return "last", self.step
+        best, notes = checkpoint.find(self.run_dir, "best")
+        if best is None:
+            why = "; ".join(notes) or "checkpoints/best: missing"
+            self._log(f"{why}; testing the final weights (checkpoints/last, step {self.step}) instead", "warning")
+            return "last", self.step
+        self.handle.load_trainable_state_dict(best.tensors())
+        acc = best.info.get("dev_accuracy")
+        self._log(f"test evaluation uses checkpoints/best (step {best.step}, dev accuracy {acc})")
+        return "best", best.step
 
     # --- export ----------------------------------------------------------------------------------
 
-    def export(self, fmt: str, dest: Path | None = None, *, checkpoint: str = "best") -> list[Path]:
-        """Export the trained adapter; works on a finished run or a live one (between steps)."""
+    def export(
+        self, fmt: str, dest: Path | None = None, *, checkpoint: str = "best", force: bool = False
+    ) -> list[Path]:
+        """Export the trained adapter; works on a finished run or a live one (between steps).
+        ``dest`` must be absent or empty unless ``force`` (atomic replace)."""
         from zoengine.exporting import export_run
 
-        return export_run(self.run_dir, fmt, dest, checkpoint=checkpoint)
+        return export_run(self.run_dir, fmt, dest, checkpoint=checkpoint, force=force)
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
-    import json
+    """``state.json`` checked (shape, checksum); ``{}`` when missing or damaged."""
+    from zoengine.rundir import read_state as checked
 
-    try:
-        return json.loads((Path(run_dir) / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return checked(run_dir)[0]
 
 
 def metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ class EvalDone(Event):
 
 @dataclass(frozen=True)
 class StatusChanged(Event):
-    """Run status: created, loading, running, paused, stopping, finished, stopped, failed."""
+    """Run status: created, loading, running, paused, stopping, finished, stopped, failed, diverged."""
 
     kind: ClassVar[str] = "status"
     status: str

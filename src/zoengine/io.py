@@ -11,7 +11,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,41 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
+        fsync_dir(target.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def kill_point(name: str, scope: str = "") -> None:
+    """Test hook: ``ZOENGINE_TEST_KILL_AT=POINT[@N]`` SIGKILLs this process the N-th time (default
+    the first) it passes ``POINT``, so tests can kill a real run at exact places (mid-swap ...).
+    ``POINT`` is ``name`` or ``scope:name`` (e.g. ``last:swap-after-old-rename``)."""
+    spec = os.environ.get("ZOENGINE_TEST_KILL_AT")
+    if not spec:
+        return
+    point, _, nth = spec.partition("@")
+    if point not in (name, f"{scope}:{name}"):
+        return
+    _KILL_COUNTS[point] = _KILL_COUNTS.get(point, 0) + 1
+    if _KILL_COUNTS[point] >= int(nth or 1):
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+_KILL_COUNTS: dict[str, int] = {}
 
 
 def atomic_write_text(target: Path, text: str) -> None:
@@ -56,35 +91,59 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     old = target.parent / f".{target.name}.old"
     try:
         yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(tmp)
         if old.exists():
             shutil.rmtree(old)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
+        fsync_dir(target.parent)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _crc(record: dict[str, Any]) -> int:
+    return zlib.crc32(json.dumps(record, sort_keys=True, allow_nan=True).encode())
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one record with a ``_crc`` of its content, so a reader can drop a damaged line."""
+    line = json.dumps({**record, "_crc": _crc(record)}, sort_keys=True, allow_nan=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True, allow_nan=True) + "\n")
+        fh.write(line + "\n")
         fh.flush()
 
 
+def parse_jsonl_line(line: bytes | str) -> dict[str, Any] | None:
+    """One log record, or None for a torn, undecodable, non-object or checksum-failing line."""
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+        record = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    crc = record.pop("_crc", None)
+    if crc is not None and crc != _crc(record):
+        return None
+    return record
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL log, skipping a torn last line left by a kill."""
+    """Read a JSONL log, skipping a torn last line left by a kill and any damaged line."""
     records: list[dict[str, Any]] = []
-    if not Path(path).exists():
+    try:
+        fh = open(path, "rb")
+    except OSError:
         return records
-    with open(path, encoding="utf-8") as fh:
+    with fh:
         for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+            if line.strip() and (record := parse_jsonl_line(line)) is not None:
+                records.append(record)
     return records

@@ -207,6 +207,17 @@ class Objective:
         return F.cross_entropy(self.option_logits(batch), batch.labels.to(self.loaded.device))
 
     @torch.no_grad()
+    def example_losses(self, examples: list[Example], batch_size: int) -> torch.Tensor:
+        """Per-example cross-entropy (float64, CPU): paired comparisons need more than the mean."""
+        out = []
+        for start in range(0, len(examples), batch_size):
+            batch = self.make_batch(examples[start : start + batch_size])
+            logits = self.option_logits(batch)
+            labels = batch.labels.to(logits.device)
+            out.append(F.cross_entropy(logits, labels, reduction="none").double().cpu())
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    @torch.no_grad()
     def evaluate(self, examples: list[Example], batch_size: int, should_stop=None) -> tuple[float, float]:
         """Mean loss and accuracy over ``examples``; returns (nan, nan) for an empty list."""
         if not examples:

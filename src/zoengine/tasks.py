@@ -63,7 +63,8 @@ FILE_TYPES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_SPLIT_NAMES = {"train": ("train",), "test": ("validation", "val", "dev")}
+_SPLIT_NAMES = {"train": ("train",), "test": ("validation", "val", "dev")}  # hub splits
+_FOLDER_SPLITS = {"train": ("train",), "dev": ("validation", "val", "dev"), "test": ("test",)}
 
 
 # --- examples and tasks ---------------------------------------------------------------------------
@@ -501,10 +502,10 @@ def _load_builtin(name: str, cfg: TaskConfig) -> Task:
             f"{name} is multiple choice; its options come from the data, not label words",
             field="task.label_words",
         )
-    rows, test_rows, source = _read_source(cfg.path, spec.hub_id, spec.hub_config)
+    rows, held, source = _read_source(cfg.path, spec.hub_id, spec.hub_config)
     if name == "multirc":
-        rows, test_rows = _expand_multirc(rows), _expand_multirc(test_rows) if test_rows is not None else None
-    rows, test_rows = _flatten(rows), _flatten(test_rows) if test_rows is not None else None
+        rows, held = _expand_multirc(rows), {k: _expand_multirc(v) for k, v in held.items()}
+    rows, held = _flatten(rows), {k: _flatten(v) for k, v in held.items()}
     columns = _columns(rows, exclude=cfg.label_column)
     template = cfg.template or spec.template
     derived = ["connective"] if name == "copa" else []  # made by _prepare_copa from 'question'
@@ -529,10 +530,8 @@ def _load_builtin(name: str, cfg: TaskConfig) -> Task:
     keep = list(dict.fromkeys([*needed, *(c for c in used if c not in derived)]))
     to_int = _int_labels(label_names, spec.label_aliases)
     pool = _examples(rows, keep, cfg.label_column, to_int, spec.prepare)
-    test_pool = (
-        _examples(test_rows, keep, cfg.label_column, to_int, spec.prepare, offset=len(rows))
-        if test_rows
-        else None
+    dev_pool, test_pool = _held_pools(
+        held, lambda r, off: _examples(r, keep, cfg.label_column, to_int, spec.prepare, offset=off), len(rows)
     )
     return _finish(
         cfg,
@@ -544,6 +543,7 @@ def _load_builtin(name: str, cfg: TaskConfig) -> Task:
         description=spec.description,
         pool=pool,
         test_pool=test_pool,
+        dev_pool=dev_pool,
         source=source,
         choice_columns=list(spec.choice_columns),
     )
@@ -552,7 +552,7 @@ def _load_builtin(name: str, cfg: TaskConfig) -> Task:
 def _load_file(cfg: TaskConfig) -> Task:
     if not cfg.path:
         raise DataError("task 'file' needs a CSV, TSV, JSONL, JSON or parquet file", field="task.path")
-    rows, test_rows, source = _read_source(cfg.path, None, None)
+    rows, held, source = _read_source(cfg.path, None, None)
     columns = _columns(rows, exclude=cfg.label_column)
     if cfg.label_column not in _columns(rows):
         raise DataError(
@@ -576,11 +576,13 @@ def _load_file(cfg: TaskConfig) -> Task:
         template = " ".join(f"{{{c}}}" for c in text_columns) + " Answer: {label}"
         notes.append(f"no task.template given; using {template!r}")
     used = _check_template(template, columns, cfg.label_column)
-    raw = [_label_value(r.get(cfg.label_column)) for r in rows + (test_rows or [])]
+    raw = [_label_value(r.get(cfg.label_column)) for r in rows + [r for v in held.values() for r in v]]
     label_names, words, to_int = _file_labels(cfg, raw)
     keep = list(dict.fromkeys([*used, *text_columns]))
     pool = _examples(rows, keep, cfg.label_column, to_int)
-    test_pool = _examples(test_rows, keep, cfg.label_column, to_int, offset=len(rows)) if test_rows else None
+    dev_pool, test_pool = _held_pools(
+        held, lambda r, off: _examples(r, keep, cfg.label_column, to_int, offset=off), len(rows)
+    )
     return _finish(
         cfg,
         name="file",
@@ -591,6 +593,7 @@ def _load_file(cfg: TaskConfig) -> Task:
         description=f"{Path(source).name}: {cfg.label_column} from {', '.join(used)}",
         pool=pool,
         test_pool=test_pool,
+        dev_pool=dev_pool,
         source=source,
         notes=notes,
     )
@@ -622,6 +625,17 @@ def _label_value(value: Any) -> int | str | None:
 def _label_words(cfg: TaskConfig, default: list[str], label_names: list[str]) -> list[str]:
     """The user's label words when given (checked against the label count), else the defaults."""
     words = [str(w).strip() for w in cfg.label_words] if cfg.label_words is not None else default
+    if cfg.label_map:  # label name -> word, over the defaults (or the positional label_words)
+        mapping = {str(k).strip(): str(w).strip() for k, w in cfg.label_map.items()}
+        unknown = [k for k in mapping if k not in label_names]
+        if unknown:
+            raise DataError(
+                f"unknown label(s) {_list(unknown, 6)}; this task's labels are {_list(label_names)}",
+                field="task.label_map",
+            )
+        words = [mapping.get(n, w) for n, w in zip(label_names, words, strict=False)] + words[
+            len(label_names) :
+        ]
     _validate_words(words, label_names)
     return words
 
@@ -666,38 +680,84 @@ def _int_labels(label_names: list[str], aliases: Mapping[str, int]) -> LabelMap:
 
 
 def _file_labels(cfg: TaskConfig, raw: list[int | str | None]) -> tuple[list[str], list[str], LabelMap]:
-    """Label names, label words and the raw->index map of a user file (ints or strings)."""
+    """Label names, label words and the raw->index map of a user file (ints or strings).
+
+    The mapping from label values to words is never guessed: it is ``task.label_map``, or the
+    values are the words themselves, or integer values 0..K-1 index ``task.label_words``.
+    Anything else is refused with the mapping a guess would use and how to confirm it.
+    """
     present = [v for v in raw if v is not None]
     if not present:
         raise DataError(f"column {cfg.label_column!r} has no labels", field="task.label_column")
     words = [str(w).strip() for w in cfg.label_words] if cfg.label_words is not None else None
-    if any(isinstance(v, str) for v in present):
-        values = sorted({str(v) for v in present})
-        if words is not None and set(values) <= set(words):
-            order = list(words)  # the file's labels are the words: keep the user's order
-        else:
-            order = values
-        names = order
-        if words is None:
-            words = list(order)
-    else:
-        ints = sorted({int(v) for v in present})
-        if words is None:
+    strings = any(isinstance(v, str) for v in present)
+    values = (
+        sorted({str(v) for v in present}) if strings else [str(v) for v in sorted({int(v) for v in present})]
+    )
+    if cfg.label_map:
+        mapping = {str(k).strip(): str(w).strip() for k, w in cfg.label_map.items()}
+        unmapped = [v for v in values if v not in mapping]
+        if unmapped:
             raise DataError(
-                f"required: labels in {cfg.label_column!r} are numbers ({_list(ints, 6)}); give one word per label, "
-                'e.g. label_words = ["terrible", "great"]',
-                field="task.label_words",
+                f"label value(s) {_list(unmapped, 6)} of column {cfg.label_column!r} have no entry; "
+                f"the map covers {_list(list(mapping), 6)}",
+                field="task.label_map",
             )
-        order = ints  # sorted: 0..K-1 stay themselves, other codes (-1/1, 1..5) map in order
-        names = [str(v) for v in order]
-    if len(order) < 2:
-        raise DataError(
-            f"column {cfg.label_column!r} has a single label value {order[0]!r}", field="task.label_column"
-        )
-    _validate_words(words, names)
-    if not any(isinstance(v, str) for v in present):
-        names = list(words)  # numeric labels: the words are the most readable class names
-    index = {str(v): i for i, v in enumerate(order)}
+        targets = list(dict.fromkeys(mapping[v] for v in values))
+        if words is None:
+            words = targets
+        stray = [w for w in targets if w not in words]
+        if stray:
+            raise DataError(
+                f"maps to {_list(stray, 6)}, which is not in task.label_words ({_list(words, 6)})",
+                field="task.label_map",
+            )
+        _validate_words(words, words)
+        if len(words) < 2:
+            raise DataError(
+                f"column {cfg.label_column!r} maps to a single word {words[0]!r}", field="task.label_map"
+            )
+        index = {v: words.index(mapping[v]) for v in values}
+        names = list(words)
+    else:
+        if len(values) < 2 and (words is None or not strings):
+            raise DataError(
+                f"column {cfg.label_column!r} has a single label value {values[0]!r}",
+                field="task.label_column",
+            )
+        if words is None:
+            if not strings:
+                raise DataError(
+                    f"required: labels in {cfg.label_column!r} are numbers ({_list(values, 6)}); give one word "
+                    'per label, e.g. label_words = ["terrible", "great"], or a label_map',
+                    field="task.label_words",
+                )
+            words = list(values)  # the labels are the words
+        if strings and set(values) <= set(words):
+            unused = [w for w in words if w not in values]
+            if unused:
+                raise DataError(
+                    f"label word(s) {_list(unused, 6)} match no label in column {cfg.label_column!r} "
+                    f"({_list(values, 6)}); give one word per label, or a task.label_map",
+                    field="task.label_words",
+                )
+            order = list(words)  # the file's labels are the words: keep the user's order
+        elif not strings and {int(v) for v in values} == set(range(len(words))):
+            order = [str(i) for i in range(len(words))]  # 0..K-1 index the words
+        else:
+            _validate_words(words, values)
+            guess = dict(zip(values, words, strict=True))
+            how = "alphabetical" if strings else "ascending"
+            raise DataError(
+                f"labels in {cfg.label_column!r} ({_list(values, 6)}) are not the label words "
+                f"({_list(words, 6)}){'' if strings else ' nor 0..' + str(len(words) - 1)}; "
+                f"the {how} guess would be {_mapping_text(guess)}; confirm it (or fix it) with "
+                f"--set task.label_map='{_mapping_toml(guess)}' or [task.label_map] in the config",
+                field="task.label_map",
+            )
+        _validate_words(words, order)
+        names = list(words)
+        index = {v: i for i, v in enumerate(order)}
 
     def convert(value: Any) -> int | None:
         value = _label_value(value)
@@ -706,28 +766,58 @@ def _file_labels(cfg: TaskConfig, raw: list[int | str | None]) -> tuple[list[str
     return names, words, convert
 
 
+def _mapping_text(mapping: Mapping[str, str]) -> str:
+    return ", ".join(f"{k} -> {w}" for k, w in mapping.items())
+
+
+def _mapping_toml(mapping: Mapping[str, str]) -> str:
+    """``{neg = "terrible", pos = "great"}``: a TOML inline table, as ``--set`` takes it."""
+    import tomli_w
+
+    return "{" + ", ".join(tomli_w.dumps({k: w}).strip() for k, w in mapping.items()) + "}"
+
+
 # --- reading rows -----------------------------------------------------------------------------------
 
 Row = dict[str, Any]
 
 
-def _read_source(
-    path: str | None, hub_id: str | None, hub_config: str | None
-) -> tuple[list[Row], list[Row] | None, str]:
+Held = dict[str, list[Row]]  # held-out rows of the source: "dev" and/or "test"
+
+
+def _read_source(path: str | None, hub_id: str | None, hub_config: str | None) -> tuple[list[Row], Held, str]:
     """Rows of a local file or folder, else of a hub data set; plus held-out rows when the source has them."""
     if not path:
         if hub_id is None:  # pragma: no cover - callers check
             raise DataError("no data source given", field="task.path")
-        return (*_read_hub(hub_id, hub_config), f"{hub_id}:{hub_config}" if hub_config else hub_id)
+        train, test = _read_hub(hub_id, hub_config)
+        return train, {"test": test} if test else {}, f"{hub_id}:{hub_config}" if hub_config else hub_id
     p = Path(path).expanduser()
     if p.is_dir():
         return (*_read_folder(p), str(p))
     if p.is_file():
-        return _read_table(p), None, str(p)
+        return _read_table(p), {}, str(p)
     if not _looks_like_hub_id(path):
         raise DataError(f"no such file: {path}", field="task.path")
     repo, _, config = path.partition(":")
-    return (*_read_hub(repo, config or hub_config), path)
+    train, test = _read_hub(repo, config or hub_config)
+    return train, {"test": test} if test else {}, path
+
+
+def _held_pools(
+    held: Held, make: Callable[[list[Row], int], list[Example]], offset: int
+) -> tuple[list[Example] | None, list[Example] | None]:
+    """(dev, test) examples of the held-out files. A test file without labels (SuperGLUE's) does
+    not count: then the val/dev file is the test split, as in MeZO."""
+    pools: dict[str, list[Example]] = {}
+    for key in ("dev", "test"):
+        if held.get(key):
+            pools[key] = make(held[key], offset)
+            offset += len(held[key])
+    dev, test = pools.get("dev") or None, pools.get("test") or None
+    if test is None:
+        return None, dev
+    return dev, test
 
 
 def _looks_like_hub_id(text: str) -> bool:
@@ -784,8 +874,9 @@ def _hub_usable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _read_folder(folder: Path) -> tuple[list[Row], list[Row] | None]:
-    """A SuperGLUE-style folder: train.* is the pool, val.*/validation.*/dev.* the test pool."""
+def _read_folder(folder: Path) -> tuple[list[Row], Held]:
+    """A data folder: train.* is the pool, test.* the test split, val.*/validation.*/dev.* the dev
+    split (or the test split when there is no labelled test file, as in SuperGLUE's folders)."""
 
     def find(stems: Sequence[str]) -> Path | None:
         for stem in stems:
@@ -795,11 +886,15 @@ def _read_folder(folder: Path) -> tuple[list[Row], list[Row] | None]:
                     return candidate
         return None
 
-    train = find(_SPLIT_NAMES["train"])
+    train = find(_FOLDER_SPLITS["train"])
     if train is None:
         raise DataError(f"folder {folder} has no train.jsonl/.csv/.parquet file", field="task.path")
-    held_out = find(_SPLIT_NAMES["test"])
-    return _read_table(train), _read_table(held_out) if held_out is not None else None
+    held: Held = {}
+    for key in ("dev", "test"):
+        found = find(_FOLDER_SPLITS[key])
+        if found is not None:
+            held[key] = _read_table(found)
+    return _read_table(train), held
 
 
 def _read_table(path: Path, kind: str | None = None) -> list[Row]:
@@ -930,13 +1025,13 @@ def _finish(
     pool: list[Example],
     test_pool: list[Example] | None,
     source: str,
+    dev_pool: list[Example] | None = None,
     choice_columns: list[str] | None = None,
     notes: list[str] | None = None,
 ) -> Task:
     notes = list(notes or [])
-    train, dev, test = _split(
-        cfg, pool, test_pool, len(choice_columns) if choice_columns else len(label_names), label_names, notes
-    )
+    num_classes = len(choice_columns) if choice_columns else len(label_names)
+    train, dev, test = _split(cfg, pool, test_pool, num_classes, label_names, notes, dev_pool)
     return Task(
         name=name,
         template=template,
@@ -954,6 +1049,45 @@ def _finish(
     )
 
 
+DEFAULT_SIZES = {"n_train": 1000, "n_dev": 500, "n_test": 1000}
+DEFAULT_SHARES = {"n_train": 60, "n_dev": 20, "n_test": 20}  # of a data set smaller than the defaults
+
+
+def _sizes(
+    cfg: TaskConfig, total: int, separate: set[str], notes: list[str], k_train: int | None
+) -> dict[str, int]:
+    """Split sizes: the ones the user gave, else the defaults, else (data smaller than the defaults)
+    60/20/20 shares of what the pool has left. ``separate``: splits drawn from their own file."""
+    sizes: dict[str, int] = {}
+    unset: list[str] = []
+    for key, default in DEFAULT_SIZES.items():
+        given = k_train if key == "n_train" and k_train is not None else getattr(cfg, key)
+        if given is not None:
+            sizes[key] = given
+        elif key in separate:
+            sizes[key] = default  # its own file: take up to the default, silently
+        else:
+            unset.append(key)
+    left = total - sum(v for k, v in sizes.items() if k not in separate)
+    if sum(DEFAULT_SIZES[k] for k in unset) <= left:
+        sizes.update({k: DEFAULT_SIZES[k] for k in unset})
+    elif unset:
+        weight = sum(DEFAULT_SHARES[k] for k in unset)
+        shares = {k: max(0, left) * DEFAULT_SHARES[k] // weight for k in unset}
+        shares[unset[0]] += max(0, left) - sum(shares.values())
+        sizes.update(shares)
+        given_text = ", ".join(f"{k} = {sizes[k]}" for k in DEFAULT_SIZES if k not in unset)
+        notes.append(
+            f"no size given for {', '.join(unset)} and the data has only {total} examples"
+            f"{' (' + given_text + ' given)' if given_text else ''}: split "
+            f"{'/'.join(str(DEFAULT_SHARES[k]) for k in unset)} instead of the defaults "
+            f"{'/'.join(str(DEFAULT_SIZES[k]) for k in unset)}; train/dev/test = "
+            f"{sizes['n_train']}/{sizes['n_dev'] if 'n_dev' not in separate else 'file'}/"
+            f"{sizes['n_test'] if 'n_test' not in separate else 'file'}"
+        )
+    return sizes
+
+
 def _split(
     cfg: TaskConfig,
     pool: list[Example],
@@ -961,13 +1095,16 @@ def _split(
     num_classes: int,
     label_names: list[str],
     notes: list[str],
+    dev_pool: list[Example] | None = None,
 ) -> tuple[list[Example], list[Example], list[Example]]:
     """Seeded shuffle, then train (n_train or k per class), dev, test; test shrinks first, then dev.
 
-    With a separate held-out pool (hub validation split, val file) test comes from it, as in MeZO.
+    With a separate held-out pool (hub validation split, test file) test comes from it, as in MeZO;
+    with a dev file, dev comes from it. Sizes left unset default to 1000/500/1000, or to 60/20/20
+    shares of a data set smaller than that.
     """
-    for key in ("n_dev", "n_test"):
-        if getattr(cfg, key) < 0:
+    for key in ("n_train", "n_dev", "n_test"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 0:
             raise DataError(f"must be >= 0 (got {getattr(cfg, key)})", field=f"task.{key}")
     if cfg.k_shot is not None and cfg.k_shot <= 0:
         raise DataError(f"must be > 0 (got {cfg.k_shot})", field="task.k_shot")
@@ -975,6 +1112,10 @@ def _split(
     order = list(range(len(pool)))
     rng.shuffle(order)
     total = len(pool)
+    separate = {k for k, p in (("n_dev", dev_pool), ("n_test", test_pool)) if p is not None}
+    k_train = num_classes * cfg.k_shot if cfg.k_shot is not None else None
+    sizes = _sizes(cfg, total, separate, notes, k_train)
+    n_train, want_dev, want_test = sizes["n_train"], sizes["n_dev"], sizes["n_test"]
     if cfg.k_shot is not None:
         by_class: dict[int, list[int]] = {c: [] for c in range(num_classes)}
         for i in order:
@@ -990,36 +1131,46 @@ def _split(
         taken = set(train_idx)
         rest = [i for i in order if i not in taken]
     else:
-        if cfg.n_train <= 0:
-            raise DataError(f"must be > 0 (got {cfg.n_train})", field="task.n_train")
-        if total < cfg.n_train:
+        if n_train <= 0:
+            raise DataError(f"must be > 0 (got {n_train})", field="task.n_train")
+        if total < n_train:
             raise DataError(
-                f"data has only {total} examples (fewer than task.n_train = {cfg.n_train})",
+                f"data has only {total} examples (fewer than task.n_train = {n_train})",
                 field="task.n_train",
             )
-        train_idx, rest = order[: cfg.n_train], order[cfg.n_train :]
-    n_dev = min(cfg.n_dev, len(rest))
-    if cfg.n_dev > 0 and n_dev == 0:
-        raise DataError(
-            f"data has only {total} examples, none left after {len(train_idx)} for train", field="task.n_dev"
-        )
-    if n_dev < cfg.n_dev:
-        notes.append(f"dev shrunk from {cfg.n_dev} to {n_dev}: the data has only {total} examples")
-    dev_idx, rest = rest[:n_dev], rest[n_dev:]
+        train_idx, rest = order[:n_train], order[n_train:]
     train = [pool[i] for i in train_idx]
-    dev = [pool[i] for i in dev_idx]
+    if dev_pool is not None:
+        held = list(range(len(dev_pool)))
+        rng.shuffle(held)
+        dev = [dev_pool[i] for i in held[:want_dev]]
+        if cfg.n_dev is not None and len(dev) < want_dev:
+            notes.append(
+                f"dev shrunk from {want_dev} to {len(dev)}: the dev file has only {len(dev_pool)} examples"
+            )
+    else:
+        n_dev = min(want_dev, len(rest))
+        if want_dev > 0 and n_dev == 0:
+            raise DataError(
+                f"data has only {total} examples, none left after {len(train_idx)} for train",
+                field="task.n_dev",
+            )
+        if n_dev < want_dev:
+            notes.append(f"dev shrunk from {want_dev} to {n_dev}: the data has only {total} examples")
+        dev = [pool[i] for i in rest[:n_dev]]
+        rest = rest[n_dev:]
     if test_pool is not None:
         held = list(range(len(test_pool)))
         rng.shuffle(held)
-        test = [test_pool[i] for i in held[: cfg.n_test]]
+        test = [test_pool[i] for i in held[:want_test]]
         available, after = len(test_pool), "in the held-out split"
     else:
-        test = [pool[i] for i in rest[: cfg.n_test]]
+        test = [pool[i] for i in rest[:want_test]]
         available, after = len(rest), f"after {len(train)} train and {len(dev)} dev"
-    if cfg.n_test > 0 and not test:
+    if want_test > 0 and not test:
         raise DataError(
             f"data has only {available} examples {after}; none left for test", field="task.n_test"
         )
-    if len(test) < cfg.n_test:
-        notes.append(f"test shrunk from {cfg.n_test} to {len(test)}: only {available} examples {after}")
+    if len(test) < want_test and (cfg.n_test is not None or test_pool is None):
+        notes.append(f"test shrunk from {want_test} to {len(test)}: only {available} examples {after}")
     return train, dev, test

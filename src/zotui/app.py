@@ -94,7 +94,8 @@ class ZoApp(App[None]):
         """Drain the engine queue and let the dashboard redraw (≤ REFRESH_HZ per second)."""
         if self.runner is None:
             return
-        self.runner.drain()
+        if self.runner.drain():
+            self._toast_divergences(self.runner)
         from zotui.screens.dashboard import DashboardScreen
 
         if isinstance(self.screen, DashboardScreen):
@@ -102,6 +103,14 @@ class ZoApp(App[None]):
                 self.screen.refresh_view()
             except NoMatches:  # the screen is being torn down (app exiting)
                 pass
+
+    def _toast_divergences(self, runner: EngineRunner) -> None:
+        """A divergence rollback is easy to miss in the 5-line log pane: also show it as a toast."""
+        state = runner.state
+        for level, text in state.logs_since(runner.logs_toasted):
+            if level == "warning" and text.startswith("divergence"):
+                self.notify(text, severity="warning", timeout=10)
+        runner.logs_toasted = state.log_total
 
     # --- starting and stopping runs --------------------------------------------------------------------
 
@@ -139,7 +148,7 @@ class ZoApp(App[None]):
         message.runner.drain()
         if isinstance(self.screen, DashboardScreen):
             self.screen.refresh_view(force=True)  # the final state, without waiting for the throttle
-        severity = "error" if message.status == "failed" else "information"
+        severity = "error" if message.status in ("failed", "diverged") else "information"
         self.notify(f"run {message.status}: {message.runner.run_dir.name}", severity=severity)
         if self.exit_when_ended:
             self.exit()

@@ -125,8 +125,11 @@ class DemoRun:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def export(self, fmt: str, dest: Path) -> list[Path]:
-        """Write placeholder adapter files in the layout of each format."""
+    def export(self, fmt: str, dest: Path, *, force: bool = False) -> list[Path]:
+        """Write placeholder adapter files in the layout of each format (same destination rules as
+        the engine: absent or empty, or replaced atomically with ``force``)."""
+        from zoengine.exporting import replacing_dir
+
         if fmt not in EXPORT_FORMATS:
             raise ZOError(f"unknown export format {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
         if fmt == "peft-lora" and self.config.adapter.method not in ("lora", "lora_xs", "sora"):
@@ -135,11 +138,12 @@ class DemoRun:
                 hint="export native or merged instead",
             )
         dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
         weights = "model.safetensors" if fmt == "merged" else "adapter_model.safetensors"
         meta = "config.json" if fmt == "merged" else "adapter_config.json"
-        atomic_write_json(dest / meta, {"format": fmt, "base_model": self.config.model.name, "demo": True})
-        (dest / weights).write_bytes(b"\0" * (4096 if fmt != "merged" else 65536))
+        with replacing_dir(dest, force) as new:
+            new.mkdir()
+            atomic_write_json(new / meta, {"format": fmt, "base_model": self.config.model.name, "demo": True})
+            (new / weights).write_bytes(b"\0" * (4096 if fmt != "merged" else 65536))
         return [dest / meta, dest / weights]
 
     @classmethod
@@ -181,6 +185,12 @@ class DemoRun:
         self._write_state()
 
     def _main(self) -> None:
+        from zoengine.rundir import acquire_lock
+
+        try:  # hold the run directory's lock like the engine, so the runs list sees a live run
+            lock = acquire_lock(self.run_dir, timeout=0.1)
+        except ZOError:
+            lock = None
         try:
             self._set_status("loading", f"loading {self.config.model.name}")
             time.sleep(self.load_seconds)
@@ -191,6 +201,9 @@ class DemoRun:
         except Exception as exc:  # the UI shows this; the thread must end either way
             self._publish(LogMessage(level="error", text=str(exc)))
             self._set_status("failed", str(exc))
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _info(self) -> RunInfo:
         t = self.config.task
@@ -198,9 +211,9 @@ class DemoRun:
             model=self.config.model.name,
             total_params=134_515_008,
             trainable_params=1_327_104 if self.config.adapter.method != "full" else 134_515_008,
-            n_train=t.n_train,
-            n_dev=t.n_dev,
-            n_test=t.n_test,
+            n_train=t.n_train if t.n_train is not None else 1000,  # unset: the engine's defaults
+            n_dev=t.n_dev if t.n_dev is not None else 500,
+            n_test=t.n_test if t.n_test is not None else 1000,
             total_steps=self.config.run.steps,
             details={"device": "cpu", "dtype": "float32", "demo": True},
         )

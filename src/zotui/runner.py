@@ -34,6 +34,7 @@ class EngineRunner:
         self.started = False
         self.ended = False
         self.stop_requested: bool | None = None  # None, or the save flag of the stop we sent
+        self.logs_toasted = 0  # log lines of ``state`` the app has checked for toasts
 
     @property
     def run_dir(self) -> Path:

@@ -75,7 +75,8 @@ class RunState:
             elif isinstance(ev, StatusChanged):
                 self.status, self.status_message = ev.status, ev.message
                 tail = f" ({ev.message})" if ev.message else ""
-                self._log("error" if ev.status == "failed" else "info", f"status: {ev.status}{tail}")
+                level = "error" if ev.status in ("failed", "diverged") else "info"
+                self._log(level, f"status: {ev.status}{tail}")
             elif isinstance(ev, RunInfo):
                 self.info, self.total_steps = ev, ev.total_steps
                 self._log(

@@ -44,6 +44,7 @@ def tiny_config(model_dir: Path, data: Path, run_dir: Path, steps: int) -> RunCo
         "task.path": str(data),
         "task.template": "{text} it was {label}",
         "task.label_words": "terrible,great",
+        "task.label_map": "negative=terrible, positive=great",
         "task.n_train": "16",
         "task.n_dev": "8",
         "task.n_test": "8",

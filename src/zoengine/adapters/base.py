@@ -423,6 +423,11 @@ class AdapterHandle:
                         field="adapter.r",
                     )
                 p.copy_(sd[n])
+        self._method.after_load(self)
+
+    def set_run_length(self, total_steps: int) -> None:
+        """Tell methods with run-length schedules (SoRA's derived threshold) how long the run is."""
+        self.state["total_steps"] = int(total_steps)
 
     # method hooks
     def after_step(self, step: int, lr: float) -> None:
@@ -517,6 +522,9 @@ class AdapterMethod:
 
     def stats(self, handle: AdapterHandle) -> dict[str, Any]:
         return {}
+
+    def after_load(self, handle: AdapterHandle) -> None:
+        """Rebuild derived state (masks) after ``load_trainable_state_dict``; no-op by default."""
 
 
 def freeze(model: nn.Module) -> None:

@@ -14,10 +14,12 @@ description, the paper preset and a memory note.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from zoengine.errors import ConfigError
 from zoengine.optim.base import RESTORE_MODES, ZOOptimizer, tensor_seed
+from zoengine.optim.calibration import default_lr, lr_rule_text, resolved_lr
 from zoengine.optim.fo_adamw import FOAdamW
 from zoengine.optim.registry import OPTIMIZERS, OptimizerSpec, check_adamu_horizon, parse_options
 from zoengine.optim.schedules import (
@@ -47,6 +49,10 @@ __all__ = [
     "adazeta_beta",
     "adazeta_query_count",
     "build_optimizer",
+    "check_run_length",
+    "default_lr",
+    "lr_rule_text",
+    "resolved_lr",
     "lr_factor",
     "make_lr_lambda",
     "tensor_seed",
@@ -61,10 +67,10 @@ def validate_config(cfg: Any) -> None:
     if cfg.name not in OPTIMIZERS:
         allowed = ", ".join(OPTIMIZERS)
         raise ConfigError(f"unknown optimizer; allowed: {allowed} (got {cfg.name!r})", field="optimizer.name")
-    if not _is_number(cfg.lr) or not cfg.lr > 0:
-        raise ConfigError(f"must be > 0 (got {cfg.lr!r})", field="optimizer.lr")
-    if not _is_number(cfg.eps) or not cfg.eps > 0:
-        raise ConfigError(f"must be > 0 (got {cfg.eps!r})", field="optimizer.eps")
+    if cfg.lr is not None and (not _is_number(cfg.lr) or not math.isfinite(cfg.lr) or not cfg.lr > 0):
+        raise ConfigError(f"must be a finite number > 0 or auto (got {cfg.lr!r})", field="optimizer.lr")
+    if not _is_number(cfg.eps) or not math.isfinite(cfg.eps) or not cfg.eps > 0:
+        raise ConfigError(f"must be a finite number > 0 (got {cfg.eps!r})", field="optimizer.eps")
     if not _is_number(cfg.weight_decay) or cfg.weight_decay < 0:
         raise ConfigError(f"must be >= 0 (got {cfg.weight_decay!r})", field="optimizer.weight_decay")
     if cfg.lr_schedule not in _LR_SCHEDULES:
@@ -79,6 +85,16 @@ def validate_config(cfg: Any) -> None:
     parse_options(cfg.name, dict(cfg.options or {}))
 
 
+def check_run_length(cfg: Any, total_steps: int) -> None:
+    """Settings that depend on the run length, checked before anything loads (one-line errors)."""
+    opts = parse_options(cfg.name, dict(cfg.options or {}))
+    if cfg.name == "zo_adamu":
+        t1, t2, t3 = resolve_adamu_horizon(
+            total_steps, opts.T1, opts.T2, opts.T3, opts.t1_fraction, opts.t2_fraction  # type: ignore[attr-defined]
+        )
+        check_adamu_horizon(t1, t2, t3)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -90,18 +106,24 @@ def build_optimizer(
     seed: int,
     total_steps: int,
     steps_per_epoch: int,
+    lr: float | None = None,
+    adapter: str | None = None,
 ) -> ZOOptimizer:
     """Validate ``cfg`` and build its optimizer over ``param_groups``.
 
     Groups: ``{"params": [...], "names": [...], "weight_decay": float (optional), "prox_l1":
     float (optional, SoRA gates: soft-threshold by lr·prox_l1 after each update)}``; a group
     without ``weight_decay`` gets ``cfg.weight_decay``. ``total_steps``/``steps_per_epoch`` feed
-    the AdaZeta schedule (E_total = total/per-epoch) and ZO-AdaMU's default T1/T2/T3.
+    the AdaZeta schedule (E_total = total/per-epoch) and ZO-AdaMU's default T1/T2/T3. ``lr``
+    overrides ``cfg.lr``; when both are unset the calibrated default for ``adapter`` and the
+    groups' size is used.
     """
     validate_config(cfg)
     opts = parse_options(cfg.name, dict(cfg.options or {}))
     kwargs: dict[str, Any] = {
-        k: v for k, v in dataclasses.asdict(opts).items() if k not in ("T1", "T2", "T3")
+        k: v
+        for k, v in dataclasses.asdict(opts).items()
+        if k not in ("T1", "T2", "T3", "t1_fraction", "t2_fraction")
     }
     groups = [dict(g) for g in param_groups]
     for g in groups:
@@ -110,8 +132,12 @@ def build_optimizer(
             raise ConfigError(f"must be >= 0 (got {lam!r})", field="adapter.lambda")
     if not groups or not any(g.get("params") for g in groups):
         raise ConfigError("no trainable parameters to optimize", field="optimizer.name")
+    lr = cfg.lr if lr is None else lr
+    if lr is None:  # auto: the calibrated rule for this trainable size (see optim.calibration)
+        d = sum(p.numel() for g in groups for p in g.get("params", []))
+        lr = default_lr(cfg.name, adapter or "full", d, dict(cfg.options or {}))
     common = {
-        "lr": float(cfg.lr),
+        "lr": float(lr),
         "eps": float(cfg.eps),
         "weight_decay": float(cfg.weight_decay),
         "seed": int(seed),
@@ -119,7 +145,9 @@ def build_optimizer(
     if cfg.name == "adazeta":
         kwargs.update(steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     if cfg.name == "zo_adamu":
-        t1, t2, t3 = resolve_adamu_horizon(total_steps, opts.T1, opts.T2, opts.T3)  # type: ignore[attr-defined]
+        t1, t2, t3 = resolve_adamu_horizon(
+            total_steps, opts.T1, opts.T2, opts.T3, opts.t1_fraction, opts.t2_fraction  # type: ignore[attr-defined]
+        )
         check_adamu_horizon(t1, t2, t3)
         kwargs.update(T1=t1, T2=t2, T3=t3)
     return OPTIMIZERS[cfg.name].cls(groups, **common, **kwargs)

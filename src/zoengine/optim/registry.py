@@ -90,7 +90,9 @@ class AdaZetaOptions(ZOOptions):
     )
     beta: float | None = field(
         default=None,
-        metadata=_help("growth exponent β >= 0; empty = derived from q_target at the last epoch"),
+        metadata=_help(
+            "growth exponent β in (0, 1]; empty = derived from q_target at the last epoch, clamped to 1"
+        ),
     )
     q_target: float = field(
         default=20.0, metadata=_help("uncapped query count reached at the last epoch (derives β), > 0")
@@ -102,10 +104,10 @@ class AdaZetaOptions(ZOOptions):
         super().check()
         if not self.alpha > 0:
             _fail("alpha", f"must be > 0 (got {self.alpha})")
-        if self.beta is not None and self.beta < 0:
-            _fail("beta", f"must be >= 0 or empty (got {self.beta})")
-        if not self.q_target > 0:
-            _fail("q_target", f"must be > 0 (got {self.q_target})")
+        if self.beta is not None and not (0 < self.beta <= 1):
+            _fail("beta", f"must be in (0, 1] (the paper's regime) or empty (got {self.beta})")
+        if not self.q_target > self.alpha:
+            _fail("q_target", f"must be > alpha ({self.alpha:g}) so Q can grow (got {self.q_target})")
         if self.q_max < 1:
             _fail("q_max", f"must be >= 1 (got {self.q_max})")
         if not (1 <= self.min_q <= self.q_max):
@@ -115,10 +117,18 @@ class AdaZetaOptions(ZOOptions):
 @dataclass
 class ZOAdaMUOptions(ZOOptions):
     T1: int | None = field(
-        default=None, metadata=_help("end of warm-up (no momentum), steps; empty = min(1024, 0.1·T3)")
+        default=None, metadata=_help("end of warm-up (no momentum), steps; empty = t1_fraction·T3")
     )
-    T2: int | None = field(default=None, metadata=_help("end of the cosine decay, steps; empty = 0.8·T3"))
+    T2: int | None = field(
+        default=None, metadata=_help("end of the cosine decay, steps; empty = t2_fraction·T3")
+    )
     T3: int | None = field(default=None, metadata=_help("annealing horizon, steps; empty = total steps"))
+    t1_fraction: float = field(
+        default=0.05, metadata=_help("T1 as a share of the run when T1 is empty (paper: 1024/20000), in [0, 1]")
+    )
+    t2_fraction: float = field(
+        default=0.8, metadata=_help("T2 as a share of the run when T2 is empty (paper: 16000/20000), in [0, 1]")
+    )
     phi_alpha: float = field(default=1.0, metadata=_help("φ of the uncertainty α schedule, >= 0"))
     phi_beta1: float = field(default=0.1, metadata=_help("φ of the fresh-noise weight β1 schedule, >= 0"))
     phi_beta2: float = field(default=1.5, metadata=_help("φ of the second-moment weight β2 schedule, >= 0"))
@@ -134,6 +144,11 @@ class ZOAdaMUOptions(ZOOptions):
             if value is not None and value < 1:
                 _fail(name, f"must be >= 1 (got {value})")
         check_adamu_horizon(self.T1, self.T2, self.T3)
+        for name in ("t1_fraction", "t2_fraction"):
+            if not (0.0 <= getattr(self, name) <= 1.0):
+                _fail(name, f"must be in [0, 1] (got {getattr(self, name)})")
+        if self.t1_fraction > self.t2_fraction:
+            _fail("t1_fraction", f"must be <= t2_fraction ({self.t2_fraction:g}) (got {self.t1_fraction:g})")
         for name in ("phi_alpha", "phi_beta1", "phi_beta2"):
             if getattr(self, name) < 0:
                 _fail(name, f"must be >= 0 (got {getattr(self, name)})")
@@ -269,8 +284,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                 "eps": 1e-3,
                 "weight_decay": 0.0,
                 "lr_schedule": "constant",
-                "T1": 1024,
-                "T2": 16000,
+                "t1_fraction": 0.05,  # the paper's T1 = 1024 of 20000 steps
+                "t2_fraction": 0.8,  # the paper's T2 = 16000 of 20000 steps
                 "phi_alpha": 1.0,
                 "phi_beta1": 0.1,
                 "phi_beta2": 1.5,

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Literal
 
-__all__ = ["adamu_anneal", "adazeta_beta", "adazeta_query_count", "lr_factor", "make_lr_lambda"]
+__all__ = ["adamu_anneal", "adazeta_beta", "adazeta_beta_note", "adazeta_raw_beta", "adazeta_query_count", "lr_factor", "make_lr_lambda"]
 
 
 def lr_factor(step: int, total_steps: int, schedule: str = "constant", warmup_steps: int = 0) -> float:
@@ -41,7 +41,7 @@ def lr_factor(step: int, total_steps: int, schedule: str = "constant", warmup_st
 def make_lr_lambda(cfg: Any, total_steps: int) -> Callable[[int], float]:
     """``LambdaLR`` factor function for an ``OptimizerConfig`` (``lr_schedule``, ``warmup_steps``)."""
     schedule = str(cfg.lr_schedule)
-    warmup = int(cfg.warmup_steps)
+    warmup = int(cfg.warmup_steps) or round(float(getattr(cfg, "warmup_ratio", 0.0)) * total_steps)
     lr_factor(0, total_steps, schedule, warmup)  # fail now on an unknown schedule, not mid-run
 
     def factor(step: int) -> float:
@@ -51,13 +51,34 @@ def make_lr_lambda(cfg: Any, total_steps: int) -> Callable[[int], float]:
 
 
 def adazeta_beta(q_target: float, alpha: float, total_epochs: float) -> float:
-    """Exponent that makes the uncapped schedule reach ``q_target`` at the last epoch.
+    """Exponent that makes the uncapped schedule reach ``q_target`` at the last epoch, in (0, 1].
 
     This is how the AdaZeta code derives β (``ln(NUM/SHRINK)/ln(E_total)``) instead of tuning it.
+    The paper's regime is β in (0, 1) (Q grows sub-linearly with the epoch); on a run too short for
+    the requested growth (about 24 epochs for q_target 20) the raw value leaves it, so β is clamped
+    to 1 and the run reaches ``alpha·E`` queries instead (see :func:`adazeta_beta_note`).
     """
+    raw = adazeta_raw_beta(q_target, alpha, total_epochs)
+    return min(1.0, raw) if raw > 0 else 1.0
+
+
+def adazeta_raw_beta(q_target: float, alpha: float, total_epochs: float) -> float:
+    """The unclamped ``ln(q_target/α)/ln(E_total)`` (0 for a run of one epoch or less)."""
     if total_epochs <= 1:
         return 0.0  # a single epoch: ln(1) = 0, the schedule never leaves epoch 0 anyway
     return math.log(q_target / alpha) / math.log(total_epochs)
+
+
+def adazeta_beta_note(q_target: float, alpha: float, total_epochs: float, q_max: int) -> str | None:
+    """A warning when the derived β had to be clamped (the run is too short for ``q_target``)."""
+    raw = adazeta_raw_beta(q_target, alpha, total_epochs)
+    if raw <= 1.0:
+        return None
+    last = min(q_max, max(1, math.floor(alpha * max(0.0, math.ceil(total_epochs) - 1))))
+    return (
+        f"AdaZeta: a run of {total_epochs:.1f} epochs is too short to grow Q to q_target={q_target:g} "
+        f"(needs β={raw:.2f} > 1); β clamped to 1, Q reaches {last} at the last epoch"
+    )
 
 
 def adazeta_query_count(

@@ -3,6 +3,10 @@
     ĝ = (1/Q) Σ pg_q z_q;  m ← β1 m + (1−β1) ĝ;  v ← β2 v + (1−β2) ĝ²
     θ ← θ(1 − ηλ) − η · m̂ / (√v̂ + adam_eps)        (bias-corrected, decoupled decay)
 
+This is plain Adam(W) on the ZO estimate (MeZO-Adam / ZO-Bench's ZO-Adam). ZO-AdaMM's own
+algorithm is the AMSGrad form (v̂ = max(v̂, v), no bias correction); that variant is not offered.
+``tests/test_update_rules.py`` checks every step against the rule above.
+
 Two trainable-sized buffers (+2x trainable): negligible with adapters, heavy for full tuning.
 """
 

@@ -43,12 +43,19 @@ __all__ = ["ZOAdaMU", "resolve_adamu_horizon"]
 
 
 def resolve_adamu_horizon(
-    total_steps: int, T1: int | None, T2: int | None, T3: int | None
+    total_steps: int,
+    T1: int | None,
+    T2: int | None,
+    T3: int | None,
+    t1_fraction: float = 0.05,
+    t2_fraction: float = 0.8,
 ) -> tuple[int, int, int]:
-    """Fill unset T1/T2/T3: T3 = total steps, T2 = 0.8·T3, T1 = min(1024, 0.1·T3)."""
+    """Fill unset T1/T2/T3 from the run length: T3 = total steps, T2 = t2_fraction·T3,
+    T1 = t1_fraction·T3 (the paper's 1024 / 16000 / 20000 steps are fractions 0.05 / 0.8 / 1 of
+    its run, so a 60-step run gets the same shape instead of a T2 it can never reach)."""
     t3 = int(T3) if T3 is not None else max(1, int(total_steps))
-    t2 = int(T2) if T2 is not None else max(1, int(0.8 * t3))
-    t1 = int(T1) if T1 is not None else max(1, min(1024, int(0.1 * t3)))
+    t2 = int(T2) if T2 is not None else max(1, round(t2_fraction * t3))
+    t1 = int(T1) if T1 is not None else max(1, round(t1_fraction * t3))
     return t1, t2, t3
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from zoengine.optim.base import Pieces, ZOOptimizer
-from zoengine.optim.schedules import adazeta_beta, adazeta_query_count
+from zoengine.optim.schedules import adazeta_beta, adazeta_beta_note, adazeta_query_count
 
 __all__ = ["AdaZeta", "MezoSGD", "ZOSGDMomentum", "ZOSGDSign"]
 
@@ -55,7 +55,8 @@ class AdaZeta(MezoSGD):
 
     ``e_k`` is the 0-based epoch of step k (``steps_per_epoch`` from the data loader). β is given
     directly or derived from ``q_target`` at the last epoch as the authors' code does:
-    ``β = ln(q_target/α) / ln(E_total)``, ``E_total = total_steps / steps_per_epoch``.
+    ``β = ln(q_target/α) / ln(E_total)``, ``E_total = total_steps / steps_per_epoch``, clamped to
+    the paper's (0, 1]; a clamp leaves a warning in ``notes`` for the engine to log.
     """
 
     def __init__(
@@ -80,6 +81,8 @@ class AdaZeta(MezoSGD):
         total_epochs = max(1, int(total_steps)) / self.steps_per_epoch
         self.alpha = float(alpha)
         self.beta = float(beta) if beta is not None else adazeta_beta(q_target, alpha, total_epochs)
+        note = adazeta_beta_note(q_target, alpha, total_epochs, int(q_max)) if beta is None else None
+        self.notes: list[str] = [note] if note else []
         self.q_max = int(q_max)
         self.min_q = int(min_q)
 

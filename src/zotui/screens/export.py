@@ -2,6 +2,8 @@
 
 The export runs in a thread worker (a merged export can take a while on a big model); the screen
 stays responsive and shows every written file with its size, or the one-line reason it failed.
+Nothing is deleted silently: a destination that holds anything is refused until "replace" is
+ticked, and then replaced atomically (the engine writes beside it and swaps).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 from textual.worker import Worker, WorkerState
 
 from zoengine.errors import ZOError
@@ -49,6 +51,7 @@ class ExportScreen(ModalScreen[list[Path] | None]):
             yield Static(self.formats[self.fmt], id="export-who", classes="hint")
             yield Label("destination")
             yield Input(str(self._default_dest(self.fmt)), id="export-dest")
+            yield Checkbox("replace what the destination holds", False, id="export-force")
             yield Static("", id="export-result")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export (^E)", id="export", variant="primary")
@@ -72,15 +75,25 @@ class ExportScreen(ModalScreen[list[Path] | None]):
         if not dest:
             self.query_one("#export-result", Static).update("[red]destination: must not be empty[/]")
             return
+        from zoengine.exporting import check_export_dest
+
+        path = Path(dest).expanduser()
+        force = self.query_one("#export-force", Checkbox).value
+        try:
+            check_export_dest(path, force, field="destination")
+        except ZOError as exc:
+            text = exc.one_line().replace("add --force", "tick 'replace'")
+            self.query_one("#export-result", Static).update(f"[b red]not exported:[/] {text}")
+            return
         self.query_one("#export-result", Static).update(f"exporting {self.fmt}…")
-        self._export(self.fmt, Path(dest).expanduser())
+        self._export(self.fmt, path, force)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="export")
-    def _export(self, fmt: str, dest: Path) -> list[Path]:
+    def _export(self, fmt: str, dest: Path, force: bool = False) -> list[Path]:
         target = self.run_or_export
         if callable(target) and not hasattr(target, "export"):
-            return list(target(fmt, dest))
-        return list(target.export(fmt, dest))  # type: ignore[union-attr]
+            return list(target(fmt, dest, force=force))
+        return list(target.export(fmt, dest, force=force))  # type: ignore[union-attr]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "export":
@@ -93,6 +106,7 @@ class ExportScreen(ModalScreen[list[Path] | None]):
                 size = format_bytes(p.stat().st_size) if p.is_file() else "dir"
                 lines.append(f"  {p}  {size}")
             result.update("\n".join(lines))
+            self.query_one("#export-force", Checkbox).value = False  # each overwrite is asked for
         elif event.state == WorkerState.ERROR:
             err = event.worker.error
             text = err.one_line() if isinstance(err, ZOError) else f"{type(err).__name__}: {err}"

@@ -1,0 +1,79 @@
+"""Default learning rates measured on a real model, and the rule that carries them to other sizes.
+
+Why a rule and not a number: a two-point ZO step moves θ by ``η·(zᵀg)·z``. Its expected effect on
+the loss is ``−η‖g‖² + ½η²‖g‖²·tr(H)`` (z Gaussian, d large), so the best step is
+``η* ≈ 1/tr(H)`` and anything above ``2/tr(H)`` diverges. ``tr(H)`` is a sum over the d trainable
+coordinates, so for one kind of parameter (same per-coordinate curvature) **η must scale as 1/d**:
+doubling a LoRA rank or the number of target modules halves the lr. Paper presets tuned for
+OPT-13B at d ≈ 10⁷ and 20k steps are therefore far off for a 576-parameter norm scale, and the
+other way round for LoRA on a 135M model.
+
+Adaptive-scale methods (sign and Adam-style updates) move every coordinate by about η whatever
+the estimate's size, so their step norm is ``η·√d``: **η scales as 1/√d** for them.
+
+The constants ``c`` are per adapter method (per-coordinate curvature differs by orders of magnitude
+between a norm scale, a LoRA B matrix and a tensor-train core) and were measured with
+``zoengine tune`` on smollm2-135m-instruct + rotten-tomatoes (batch 8, 20 steps, 96 dev examples;
+see ``bench/results/calibration.json``): ``c = η_tuned · d`` (or ``· √d``) at the measured d.
+A user's own model, rank or targets then get ``c/d`` for their d; ``zoengine tune`` refines it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["ADAPTIVE", "LR_CONSTANTS", "default_lr", "lr_rule_text", "resolved_lr"]
+
+# optimizers whose per-coordinate step size does not depend on the estimate's scale
+ADAPTIVE = ("zo_sgd_sign", "zo_adam", "zo_adamu")
+# momentum amplifies the step of a plain-SGD update by 1/(1-μ) in steady state
+MOMENTUM_OPTIMIZERS = ("zo_sgd_mmt",)
+
+# adapter method -> (c for η = c/d with ZO-SGD, c for η = c/√d with adaptive methods)
+LR_CONSTANTS: dict[str, tuple[float, float]] = {
+    "subset": (2.9, 0.12),
+    "full": (2.9, 0.12),
+    "bitfit": (2.9, 0.12),
+    "lora": (2.4e4, 16.0),
+    "lora_xs": (1.3, 0.12),
+    "sora": (2.4e4, 16.0),
+    "tt": (118.0, 0.34),
+}
+_FALLBACK = (2.9, 0.12)
+FIRST_ORDER_LR = 1e-4
+
+
+def default_lr(optimizer: str, adapter: str, trainable: int, options: dict[str, Any] | None = None) -> float:
+    """The calibrated default lr for ``optimizer`` on ``trainable`` parameters of ``adapter``."""
+    if optimizer == "fo_adamw":
+        return FIRST_ORDER_LR
+    d = max(1, int(trainable))
+    c_sgd, c_adaptive = LR_CONSTANTS.get(adapter, _FALLBACK)
+    if optimizer in ADAPTIVE:
+        lr = c_adaptive / math.sqrt(d)
+    else:
+        lr = c_sgd / d
+        if optimizer in MOMENTUM_OPTIMIZERS:
+            mu = float((options or {}).get("momentum", 0.9))
+            lr *= 1.0 - mu
+    return float(f"{lr:.3g}")
+
+
+def lr_rule_text(optimizer: str, adapter: str, trainable: int) -> str:
+    """One line saying where a default lr came from (logged at run start)."""
+    if optimizer == "fo_adamw":
+        return f"lr {FIRST_ORDER_LR:g} (first-order default)"
+    c_sgd, c_adaptive = LR_CONSTANTS.get(adapter, _FALLBACK)
+    lr = default_lr(optimizer, adapter, trainable)
+    if optimizer in ADAPTIVE:
+        return f"lr {lr:.3g} = {c_adaptive:g}/√d for {adapter} with {optimizer}, d = {trainable:,}"
+    extra = " × (1 − momentum)" if optimizer in MOMENTUM_OPTIMIZERS else ""
+    return f"lr {lr:.3g} = {c_sgd:g}/d{extra} for {adapter} with {optimizer}, d = {trainable:,}"
+
+
+def resolved_lr(cfg: Any, trainable: int) -> float:
+    """``cfg.optimizer.lr`` when the user set one, else the calibrated default for this d."""
+    if cfg.optimizer.lr is not None:
+        return float(cfg.optimizer.lr)
+    return default_lr(cfg.optimizer.name, cfg.adapter.method, trainable, cfg.optimizer.options)

@@ -1,0 +1,106 @@
+"""The lr tuner on a tiny model: same batches per candidate, a paired significance test, divergence
+never chosen, a refusal when the budget cannot separate candidates, cache and --write."""
+
+from __future__ import annotations
+
+import math
+import random
+import tomllib
+
+import pytest
+
+from zoengine.cli import main
+from zoengine.config import RunConfig
+from zoengine.tune import TuneError, cache_key, cached_result, lr_grid, tune
+
+POS = "great fun wonderful good best love happy fine".split()
+NEG = "terrible awful boring bad worst hate sad".split()
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path):
+    """Two-class file whose label is readable from its words (learnable by a tiny model)."""
+    rng = random.Random(0)
+    rows = ["text,label"]
+    for i in range(240):
+        pos = i % 2 == 0
+        words = rng.sample(POS if pos else NEG, 3) + rng.sample(["the", "movie", "film", "story", "plot"], 2)
+        rng.shuffle(words)
+        rows.append(f"{' '.join(words)},{'great' if pos else 'terrible'}")
+    path = tmp_path / "sent.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def tune_cfg(tiny_llama_dir, sentiment_csv, monkeypatch, tmp_path):
+    monkeypatch.setenv("ZOENGINE_CACHE", str(tmp_path / "cache"))
+    cfg = RunConfig()
+    cfg.model.name = str(tiny_llama_dir)
+    cfg.task.name, cfg.task.path = "file", str(sentiment_csv)
+    cfg.task.template = "{text} it was"
+    cfg.task.label_words = ["great", "terrible"]
+    cfg.task.n_train, cfg.task.n_dev, cfg.task.n_test = 120, 64, 40
+    cfg.adapter.method = "full"
+    cfg.optimizer.name = "mezo_sgd"
+    cfg.run.batch_size = 16
+    return cfg
+
+
+def test_lr_grid_is_log_spaced_around_the_centre() -> None:
+    grid = lr_grid(1e-3, 5)
+    assert grid == sorted(grid) and len(grid) == 5 and grid[2] == pytest.approx(1e-3)
+    ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
+    assert all(r == pytest.approx(math.sqrt(10), rel=0.02) for r in ratios)
+
+
+def test_tune_picks_a_learning_candidate_and_never_a_diverging_one(tune_cfg) -> None:
+    lrs = [1e-6, 3e-3, 2e-2]
+    seen: list[tuple[int, int]] = []
+    result = tune(tune_cfg, steps=12, lrs=lrs, dev_examples=64, progress=lambda i, c, s: seen.append((i, s)))
+    by_lr = {c.lr: c for c in result.candidates}
+    assert by_lr[2e-2].diverged and len(by_lr[2e-2].train_losses) < 12  # NaN: stopped, never chosen
+    chosen = result.candidates[result.chosen]
+    assert chosen.lr == 3e-3 and not chosen.diverged
+    assert chosen.decrease > 2 * chosen.stderr > 0  # significant on the paired test
+    # a tiny lr can pass the z-test (a deterministic, minute change) but is below the minimum effect
+    assert 0 <= by_lr[1e-6].decrease < 0.005 * by_lr[1e-6].dev_loss_before
+    # every candidate saw the same batches and perturbations: equal losses at the first query
+    firsts = {round(c.train_losses[0], 6) for c in result.candidates if c.train_losses}
+    assert len(firsts) == 1
+    assert (0, 0) in seen and (1, 12) in seen  # progress per candidate and step
+    # cached per (model, task, adapter, optimizer, batch) for the app's "use tuned lr"
+    cached = cached_result(tune_cfg)
+    assert cached is not None and cached.lr == result.lr and cached.key == cache_key(tune_cfg)
+    other = tune_cfg.copy()
+    other.run.batch_size = 8
+    assert cached_result(other) is None
+
+
+def test_tune_refuses_when_the_budget_cannot_separate_candidates(tune_cfg) -> None:
+    with pytest.raises(TuneError, match="budget too small"):
+        tune(tune_cfg, steps=2, lrs=[1e-9, 1e-8], dev_examples=32)
+
+
+def test_tune_refuses_when_everything_diverges(tune_cfg) -> None:
+    with pytest.raises(TuneError, match="every candidate diverged"):
+        tune(tune_cfg, steps=6, lrs=[0.1, 1.0], dev_examples=32)
+
+
+def test_cli_tune_writes_the_tuned_config_and_refuses_to_overwrite(tune_cfg, tmp_path, capsys) -> None:
+    cfg_path = tmp_path / "run.toml"
+    tune_cfg.save(cfg_path)
+    out = tmp_path / "tuned.toml"
+    argv = ["tune", "--config", str(cfg_path), "--tune-steps", "12", "--lrs", "1e-6,3e-3,2e-2", "--write", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "tuned: lr" in text and "training loss per candidate" in text
+    written = tomllib.loads(out.read_text())
+    assert written["optimizer"]["lr"] == 3e-3
+    before = out.read_text()
+    assert main(argv) == 2  # exists: not overwritten without --force
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --write: {out} exists; choose another path or add --force"]
+    assert out.read_text() == before
+    assert main(["tune", "--config", str(cfg_path), "--tune-steps", "1"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: tune.steps:")
