@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-
 from tests.conftest import make_tiny_llama
+
 from zoengine.adapters import apply_adapter
 from zoengine.config import AdapterConfig, OptimizerConfig, RunConfig
 from zoengine.errors import ConfigError

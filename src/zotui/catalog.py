@@ -176,6 +176,14 @@ def trainable_count(config: RunConfig) -> tuple[int, int] | None:
         return _meta_count(config)
 
 
+def cached_tune(config: RunConfig) -> Any:
+    """The cached lr sweep (``zoengine.tune.TuneResult``) for ``config``'s model, task, adapter,
+    optimizer and batch size, or None. Imports the tuner (and torch) under the preview lock."""
+    with _COUNT_LOCK:
+        from zoengine.tune import cached_result
+    return cached_result(config)
+
+
 def warm_imports() -> None:
     """Fully import torch/transformers once, under the lock the preview worker uses.
 

@@ -273,7 +273,7 @@ class DemoRun:
         return StepLogged(
             step=step + 1,
             loss=self._loss(step),
-            lr=self.config.optimizer.lr,
+            lr=self.config.optimizer.lr if self.config.optimizer.lr is not None else 1e-3,  # auto: nominal
             projected_grads=grads,
             queries=q,
             forward_passes=self._forward_passes,

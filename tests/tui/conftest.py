@@ -105,5 +105,6 @@ def fixed_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     monkeypatch.setattr(catalog, "trainable_count", lambda cfg: None)
     monkeypatch.setattr(catalog, "task_preview", lambda cfg: None)
+    monkeypatch.setattr(catalog, "cached_tune", lambda cfg: None)
     monkeypatch.setattr(catalog, "export_formats", lambda: dict(FIXED_EXPORT_FORMATS))
     monkeypatch.setattr("zotui.widgets.memory.memory_snapshot", fixed_readings)

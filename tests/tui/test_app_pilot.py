@@ -103,13 +103,13 @@ async def test_bad_field_blocks_start_with_the_message_shown(make_demo_app, tmp_
     app = make_demo_app(demo_config(tmp_path))
     async with app.run_test(size=(80, 24)) as pilot:
         await type_into(pilot, app, "optimizer.lr", "-1", "tab-optimizer")
-        assert field(app, "optimizer.lr").error == "optimizer.lr: must be > 0 (got -1.0)"
+        assert field(app, "optimizer.lr").error == "optimizer.lr: must be a finite number > 0 or auto (got -1.0)"
         assert field(app, "optimizer.lr").has_class("-invalid")
         await pilot.press("f5")
         await pilot.pause()
         assert isinstance(app.screen, SetupScreen) and app.runner is None
         status = str(app.screen.query_one("#setup-status").render())
-        assert "Cannot start" in status and "optimizer.lr: must be > 0" in status
+        assert "Cannot start" in status and "optimizer.lr: must be a finite number > 0" in status
         # fixing the field clears the error and Start goes through
         await type_into(pilot, app, "optimizer.lr", "1e-6", "tab-optimizer")
         assert field(app, "optimizer.lr").error == ""

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,6 +31,9 @@ from zotui import catalog
 from zotui.screens.dialogs import PathScreen, TextScreen
 from zotui.widgets.config_form import FormField, field_id
 
+if TYPE_CHECKING:
+    from zoengine.tune import TuneResult
+
 EXTRA = "+options"  # pseudo key: method options not covered by a spec field, as "k=v, k=v"
 DEFAULT_TOML = "zoengine-run.toml"
 FALLBACK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -39,6 +44,13 @@ FALLBACK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "MeZO LoRA: lr 1e-2, eps 1e-1": {"lr": 1e-2, "eps": 1e-1, "run.batch_size": 64},
     }
 }
+
+
+def field_text(key: str, value: Any) -> str:
+    """``as_text`` for the form: an unset lr is shown as "auto" (the calibrated default)."""
+    if key == "optimizer.lr" and value is None:
+        return "auto"
+    return as_text(value)
 
 
 def as_text(value: Any) -> str:
@@ -112,7 +124,24 @@ class SetupScreen(Screen[None]):
         Binding("ctrl+s", "save_config", "Save", id="save-config", tooltip="Save the configuration as TOML"),
         Binding("ctrl+o", "load_config", "Load", id="load-config", tooltip="Load a TOML configuration"),
         Binding("f6", "show_cli", "CLI", id="show-cli", tooltip="Show the equivalent zoengine train command"),
+        Binding(
+            "f7",
+            "tune",
+            "Tune",
+            id="tune-lr",
+            tooltip="Sweep the learning rate with short runs on the same batches (zoengine tune)",
+        ),
+        Binding(
+            "f8",
+            "use_tuned",
+            "Use tuned lr",
+            id="use-tuned-lr",
+            show=False,  # the offer next to the lr field names the key; the footer is full
+            tooltip="Write the cached tuned lr and eps for this model/task/adapter/optimizer/batch into the form",
+        ),
     ]
+    tune_options: ClassVar[dict[str, Any]] = {}
+    """Keyword arguments for ``TuneScreen`` (steps, lrs, n_candidates, eps_values, dev_examples)."""
 
     def __init__(self, config: RunConfig, config_path: Path | None = None) -> None:
         super().__init__()
@@ -122,6 +151,7 @@ class SetupScreen(Screen[None]):
         self.adapters = catalog.adapter_specs()
         self.errors: dict[str, str] = {}
         self._options_for: dict[str, str] = {}  # section -> method whose option fields are mounted
+        self.tuned: TuneResult | None = None  # the cached sweep for the form's current config
 
     # --- layout ----------------------------------------------------------------------------------
 
@@ -172,6 +202,7 @@ class SetupScreen(Screen[None]):
             yield Button("Save (^S)", id="save")
             yield Button("Load (^O)", id="load")
             yield Button("CLI (F6)", id="cli")
+            yield Button("Tune (F7)", id="tune")
         yield Footer()
 
     def _model_fields(self, cfg: RunConfig) -> ComposeResult:
@@ -220,7 +251,16 @@ class SetupScreen(Screen[None]):
         yield Static("", id="optimizer-description", classes="hint")
         yield FormField("+preset", "paper preset", "", choices=[(n, n) for n in self._presets(o.name)])
         for key in ("lr", "eps", "weight_decay", "warmup_steps"):
-            yield FormField(f"optimizer.{key}", key, as_text(getattr(o, key)), help=_help("optimizer", key))
+            yield FormField(
+                f"optimizer.{key}",
+                key,
+                field_text(f"optimizer.{key}", getattr(o, key)),
+                help=_help("optimizer", key),
+            )
+            if key == "lr":
+                with Horizontal(id="tuned-offer"):
+                    yield Static("", id="tuned-hint")
+                    yield Button("use tuned lr", id="use-tuned", variant="primary")
         yield FormField(
             "optimizer.lr_schedule", "lr schedule", o.lr_schedule, choices=[(s, s) for s in LR_SCHEDULES]
         )
@@ -234,7 +274,7 @@ class SetupScreen(Screen[None]):
         await self._mount_method_options("adapter", self.base.adapter.method, self.base.adapter.options)
         await self._mount_method_options("optimizer", self.base.optimizer.name, self.base.optimizer.options)
         self._show_fetched()
-        self.validate_form()
+        self._refresh_tuned(self.validate_form())
         self._refresh_slow_previews()
 
     # --- method-specific option fields --------------------------------------------------------------
@@ -341,7 +381,7 @@ class SetupScreen(Screen[None]):
         elif key in ("adapter.method", "optimizer.name"):
             section = key.split(".")[0]
             await self._mount_method_options(section, event.value, {})
-        self.validate_form()
+        self._refresh_tuned(self.validate_form())
         if key in ("model.name", "+model.zoo", "adapter.method", "adapter.targets", "task.name", "task.path"):
             self._show_fetched()
             self._refresh_slow_previews()
@@ -397,7 +437,88 @@ class SetupScreen(Screen[None]):
             self.query_one("#trainable-count", Static).update(count_text)
             self.query_one("#task-preview", Static).update(preview_text)
 
+    # --- the cached lr sweep ("use tuned lr") ---------------------------------------------------------
+
+    def _refresh_tuned(self, cfg: RunConfig | None) -> None:
+        """Look up the cached sweep for ``cfg`` (a file read, but it imports the tuner: a worker)."""
+        if cfg is None or cfg.optimizer.name == "fo_adamw":
+            self._show_tuned(None, None)
+        else:
+            self._lookup_tuned(self.without_default_options(cfg))
+
+    def without_default_options(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` without the method options the form filled in with their defaults: the tune cache
+        is keyed on the options, and a CLI config that leaves them unset must find the same entry."""
+        out = cfg.copy()
+        for section, specs, method in (
+            (out.adapter, self.adapters, out.adapter.method),
+            (out.optimizer, self.optimizers, out.optimizer.name),
+        ):
+            spec = specs.get(method)
+            defaults = {o.key: as_text(o.default) for o in spec.options} if spec else {}
+            for key in [k for k, v in section.options.items() if defaults.get(k) == as_text(v)]:
+                del section.options[key]
+        return out
+
+    @work(
+        thread=True, exclusive=True, group="setup-tuned", exit_on_error=False, description="tuned lr lookup"
+    )
+    def _lookup_tuned(self, cfg: RunConfig) -> None:
+        try:
+            result = catalog.cached_tune(cfg)
+        except Exception:
+            result = None  # the cache is a convenience, never an error
+        self.app.call_from_thread(self._show_tuned, result, cfg.optimizer.lr)
+
+    def _show_tuned(self, result: TuneResult | None, current_lr: float | None) -> None:
+        if not self.is_mounted:
+            return
+        self.tuned = result
+        offer = self.query_one("#tuned-offer", Horizontal)
+        offer.set_class(result is not None, "-available")
+        offer.tooltip = "a cached sweep for this model, task, adapter, optimizer and batch size"
+        if result is not None:
+            in_use = current_lr is not None and math.isclose(current_lr, result.lr, rel_tol=1e-9)
+            self.query_one("#tuned-hint", Static).update(
+                f"tuned: lr {result.lr:.3g}, eps {result.eps:.2g}" + (" (in use)" if in_use else "")
+            )
+            self.query_one("#use-tuned", Button).label = f"use tuned lr ({result.lr:.3g}) F8"
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "use_tuned":
+            return True if self.tuned is not None else None  # listed, greyed out without a cache
+        return True
+
+    @on(Button.Pressed, "#use-tuned")
+    def action_use_tuned(self) -> None:
+        if self.tuned is None:
+            self.notify("no tuned lr for this configuration yet: F7 runs the sweep", severity="warning")
+            return
+        self.apply_tuned(self.tuned)
+
+    def apply_tuned(self, result: TuneResult) -> None:
+        """Write the sweep's lr and eps into the form (one action)."""
+        self.query_one(f"#{field_id('optimizer.lr')}", FormField).set_value(as_text(result.lr))
+        self.query_one(f"#{field_id('optimizer.eps')}", FormField).set_value(as_text(result.eps))
+        self._refresh_tuned(self.validate_form())
+        self.notify(f"tuned lr {result.lr:.3g}, eps {result.eps:.2g} written into the form")
+
     # --- actions ----------------------------------------------------------------------------------
+
+    def _with_assets(self, cfg: RunConfig, then: Callable[[RunConfig], None]) -> None:
+        """Call ``then(cfg)`` once the assets ``cfg`` needs are fetched (asking first when missing)."""
+        missing = catalog.missing_assets(cfg) if getattr(self.app, "check_assets", True) else []
+        if missing:
+            from zotui.screens.fetch import FetchScreen
+
+            def fetched(ok: bool | None) -> None:
+                if ok:
+                    then(cfg)
+
+            self.app.push_screen(FetchScreen(missing), fetched)
+            return
+        then(cfg)
 
     @on(Button.Pressed, "#start")
     def action_start_run(self) -> None:
@@ -405,17 +526,34 @@ class SetupScreen(Screen[None]):
         if cfg is None:
             self.notify("Start refused: " + next(iter(self.errors.values())), severity="error")
             return
-        missing = catalog.missing_assets(cfg) if getattr(self.app, "check_assets", True) else []
-        if missing:
-            from zotui.screens.fetch import FetchScreen
+        self._with_assets(cfg, self._start)
 
-            def fetched(ok: bool | None) -> None:
-                if ok:
-                    self._start(cfg)
-
-            self.app.push_screen(FetchScreen(missing), fetched)
+    @on(Button.Pressed, "#tune")
+    def action_tune(self) -> None:
+        """Validate the form, then sweep the lr on the tune screen; its result can fill the form."""
+        cfg = self.validate_form()
+        if cfg is None:
+            self.notify("Tune refused: " + next(iter(self.errors.values())), severity="error")
             return
-        self._start(cfg)
+        runner = getattr(self.app, "runner", None)
+        if runner is not None and runner.active:
+            message = "Tune refused: a run is active (it would compete for the CPU/GPU); stop it on the dashboard (F3) first"
+            self.query_one("#setup-status", Static).update(f"[b red]{message}[/]")
+            self.notify(message, severity="error")
+            return
+        self._with_assets(cfg, self._open_tune)
+
+    def _open_tune(self, cfg: RunConfig) -> None:
+        from zotui.screens.tune import TuneScreen
+
+        def done(result: TuneResult | None) -> None:
+            if result is not None:
+                self.apply_tuned(result)
+            else:
+                self._refresh_tuned(self.validate_form())  # a finished sweep is cached even if not used
+
+        tune_cfg = self.without_default_options(cfg)
+        self.app.push_screen(TuneScreen(tune_cfg, prepare=catalog.warm_imports, **self.tune_options), done)
 
     def _start(self, cfg: RunConfig) -> None:
         try:
@@ -466,10 +604,10 @@ class SetupScreen(Screen[None]):
         for f in self.fields():
             section, _, name = f.key.partition(".")
             if not f.key.startswith("+") and name != EXTRA and hasattr(getattr(cfg, section), name):
-                f.set_value(as_text(getattr(getattr(cfg, section), name)))
+                f.set_value(field_text(f.key, getattr(getattr(cfg, section), name)))
         await self._mount_method_options("adapter", cfg.adapter.method, cfg.adapter.options, force=True)
         await self._mount_method_options("optimizer", cfg.optimizer.name, cfg.optimizer.options, force=True)
-        self.validate_form()
+        self._refresh_tuned(self.validate_form())
 
     @on(Button.Pressed, "#cli")
     def action_show_cli(self) -> None:
