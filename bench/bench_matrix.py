@@ -112,16 +112,28 @@ def run_one(row: str, seed: int, args: argparse.Namespace, out_file: Path) -> No
                 last_extra.update(ev.extra)
                 if ev.step == half:
                     loss, acc = run.objective.evaluate(run.task.test, cfg.run.eval_batch_size)
-                    curve.append({"step": ev.step, "forward_passes": ev.forward_passes, "test_acc": acc,
-                                  "test_loss": loss})
+                    curve.append(
+                        {
+                            "step": ev.step,
+                            "forward_passes": ev.forward_passes,
+                            "test_acc": acc,
+                            "test_loss": loss,
+                        }
+                    )
 
         run.subscribe(on_event)
         t0 = time.time()
         run.run()
         if run.status != "finished" or run.test_result is None:
             raise SystemExit(f"{row} seed {seed}: run ended {run.status}: {run.error}")
-        curve.append({"step": run.step, "forward_passes": run.forward_passes,
-                      "test_acc": run.test_result["accuracy"], "test_loss": run.test_result["loss"]})
+        curve.append(
+            {
+                "step": run.step,
+                "forward_passes": run.forward_passes,
+                "test_acc": run.test_result["accuracy"],
+                "test_loss": run.test_result["loss"],
+            }
+        )
         result = {
             "row": row,
             "seed": seed,
@@ -170,7 +182,11 @@ def zero_shot(args: argparse.Namespace) -> dict[str, Any]:
 def report(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Aggregate the per-seed files into matrix.json (and a PNG plot when matplotlib is there)."""
     runs_dir = RESULTS / "matrix_runs"
-    zs = json.loads((runs_dir / "zero-shot.json").read_text()) if (runs_dir / "zero-shot.json").exists() else {}
+    zs = (
+        json.loads((runs_dir / "zero-shot.json").read_text())
+        if (runs_dir / "zero-shot.json").exists()
+        else {}
+    )
     rows_out = []
     for row in args.row_list:
         per_seed = [
@@ -235,7 +251,9 @@ def plot(rows: list[dict[str, Any]], zero_shot_acc: float | None) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         xs = [0] + [p["forward_passes"] for p in r["curve"]]
-        ys = [zero_shot_acc if zero_shot_acc is not None else math.nan] + [p["test_acc_mean"] for p in r["curve"]]
+        ys = [zero_shot_acc if zero_shot_acc is not None else math.nan] + [
+            p["test_acc_mean"] for p in r["curve"]
+        ]
         ax.plot(xs, ys, marker="o", label=r["row"])
     if zero_shot_acc is not None:
         ax.axhline(zero_shot_acc, color="grey", ls=":", lw=1, label="zero-shot")
@@ -278,9 +296,20 @@ def main() -> None:
     zs = zero_shot(args)
     print(f"zero-shot test accuracy {zs['test_acc']:.4f}", flush=True)
     passthrough = [
-        "--model", args.model, "--task", args.task, "--n-train", str(args.n_train),
-        "--n-test", str(args.n_test), "--batch", str(args.batch), "--budget", str(args.budget),
-        "--threads", str(args.threads),
+        "--model",
+        args.model,
+        "--task",
+        args.task,
+        "--n-train",
+        str(args.n_train),
+        "--n-test",
+        str(args.n_test),
+        "--batch",
+        str(args.batch),
+        "--budget",
+        str(args.budget),
+        "--threads",
+        str(args.threads),
     ]
     for seed in args.seed_list:  # seed-major: every row gets one seed before any gets two
         for row in args.row_list:
@@ -290,7 +319,10 @@ def main() -> None:
             t0 = time.time()
             proc = subprocess.run(
                 [sys.executable, __file__, *passthrough, "--one", f"{row}:{seed}:{out}"],
-                capture_output=True, text=True, check=False, env={**os.environ, "TQDM_DISABLE": "1"},
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "TQDM_DISABLE": "1"},
             )
             if proc.returncode != 0:
                 tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]

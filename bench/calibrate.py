@@ -7,6 +7,7 @@ Resumable: each row is written to the output JSON as it finishes and a rerun ski
 
     nice -n 19 python bench/calibrate.py                       # adapters with mezo_sgd
     nice -n 19 python bench/calibrate.py --rows tt:zo_adam,tt:zo_sgd_sign
+    nice -n 19 python bench/calibrate.py --rows lora:mezo_sgd@1e-2 --candidates 4   # grid around 1e-2
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     done: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    for row in args.rows.split(","):
+    for spec in args.rows.split(","):
+        row, _, center = spec.partition("@")  # "lora:mezo_sgd@1e-2": grid centre instead of the rule's
         adapter, optimizer = row.split(":")
         if row in done:
             print(f"{row}: done already (lr {done[row].get('lr')})", flush=True)
@@ -62,6 +64,8 @@ def main() -> None:
         for k, v in ADAPTER_OPTIONS[adapter].items():
             cfg.set(f"adapter.{k}", v)
         cfg.optimizer.name = optimizer
+        if center:
+            cfg.optimizer.lr = float(center)
         cfg.run.batch_size = args.batch
         t0 = time.time()
         record: dict[str, Any] = {"adapter": adapter, "optimizer": optimizer, "batch": args.batch}
@@ -72,6 +76,9 @@ def main() -> None:
                 n_candidates=args.candidates,
                 dev_examples=args.dev_examples,
                 use_cache=False,
+                progress=lambda i, c, step, row=row: (
+                    step == 0 and print(f"  {row}: candidate {i + 1}, lr {c.lr:.3g}", flush=True)
+                ),
             )
             d = res.trainable
             record.update(

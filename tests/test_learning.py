@@ -109,7 +109,10 @@ def test_sora_rank_and_pruned_export_do_not_depend_on_where_the_run_stopped(tmp_
     import json
 
     cfg = json.loads((tmp_path / "p" / "adapter_config.json").read_text())
-    exported = {k.replace("\\.", ".").removeprefix("base_model.model."): v for k, v in cfg.get("rank_pattern", {}).items()}
+    exported = {
+        k.replace("\\.", ".").removeprefix("base_model.model."): v
+        for k, v in cfg.get("rank_pattern", {}).items()
+    }
     for name, info in h2.stats()["per_module"].items():
         if info["rank"] > 0:
             assert exported.get(name, cfg["r"]) == info["rank"], name
@@ -143,7 +146,11 @@ def test_short_adazeta_run_clamps_beta_and_leaves_a_warning() -> None:
     assert opt.beta == 1.0  # type: ignore[attr-defined]
     assert opt.notes and "β clamped to 1" in opt.notes[0]  # type: ignore[attr-defined]
     long = build_optimizer(
-        OptimizerConfig(name="adazeta", lr=0.1), [{"params": [x]}], seed=0, total_steps=300, steps_per_epoch=10
+        OptimizerConfig(name="adazeta", lr=0.1),
+        [{"params": [x]}],
+        seed=0,
+        total_steps=300,
+        steps_per_epoch=10,
     )
     assert long.notes == [] and 0 < long.beta < 1  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="optimizer.beta"):
@@ -188,7 +195,9 @@ def test_adamu_paper_preset_fits_a_short_run_and_absolute_phases_are_refused_ear
         cfg.set(f"optimizer.{key}", value)
     cfg.run.steps = 60
     cfg.validate()  # fractions of the run: fine for 60 steps
-    opt = build_optimizer(cfg.optimizer, [{"params": [torch.zeros(2)]}], seed=0, total_steps=60, steps_per_epoch=6)
+    opt = build_optimizer(
+        cfg.optimizer, [{"params": [torch.zeros(2)]}], seed=0, total_steps=60, steps_per_epoch=6
+    )
     assert (opt.T1, opt.T2, opt.T3) == (3, 48, 60)  # type: ignore[attr-defined]
     cfg.set("optimizer.T2", 16000)
     with pytest.raises(ConfigError, match=r"optimizer.T2: must be <= T3 \(got T2=16000 > T3=60\)"):
@@ -229,11 +238,17 @@ def test_warmup_ratio_scales_with_the_run() -> None:
 
 def test_default_lr_scales_with_the_trainable_dimension() -> None:
     # ZO-SGD: the estimator's second-order term grows with tr(H) ∝ d, so lr ∝ 1/d
-    assert default_lr("mezo_sgd", "lora", 2_000_000) == pytest.approx(default_lr("mezo_sgd", "lora", 1_000_000) / 2, rel=0.01)
+    assert default_lr("mezo_sgd", "lora", 2_000_000) == pytest.approx(
+        default_lr("mezo_sgd", "lora", 1_000_000) / 2, rel=0.01
+    )
     # adaptive (sign / Adam-like) updates move every coordinate by ~lr: step norm lr·√d, lr ∝ 1/√d
-    assert default_lr("zo_adam", "lora", 4_000_000) == pytest.approx(default_lr("zo_adam", "lora", 1_000_000) / 2, rel=0.01)
+    assert default_lr("zo_adam", "lora", 4_000_000) == pytest.approx(
+        default_lr("zo_adam", "lora", 1_000_000) / 2, rel=0.01
+    )
     # momentum: steady-state step is 1/(1-μ) larger
-    assert default_lr("zo_sgd_mmt", "tt", 100_000) == pytest.approx(default_lr("mezo_sgd", "tt", 100_000) * 0.1, rel=0.01)
+    assert default_lr("zo_sgd_mmt", "tt", 100_000) == pytest.approx(
+        default_lr("mezo_sgd", "tt", 100_000) * 0.1, rel=0.01
+    )
 
 
 def test_unset_lr_resolves_to_the_calibrated_default_in_the_engine(tiny_llama_dir, tmp_path) -> None:

@@ -91,7 +91,17 @@ def test_cli_tune_writes_the_tuned_config_and_refuses_to_overwrite(tune_cfg, tmp
     cfg_path = tmp_path / "run.toml"
     tune_cfg.save(cfg_path)
     out = tmp_path / "tuned.toml"
-    argv = ["tune", "--config", str(cfg_path), "--tune-steps", "12", "--lrs", "1e-6,3e-3,2e-2", "--write", str(out)]
+    argv = [
+        "tune",
+        "--config",
+        str(cfg_path),
+        "--tune-steps",
+        "12",
+        "--lrs",
+        "1e-6,3e-3,2e-2",
+        "--write",
+        str(out),
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "tuned: lr" in text and "training loss per candidate" in text
@@ -104,3 +114,14 @@ def test_cli_tune_writes_the_tuned_config_and_refuses_to_overwrite(tune_cfg, tmp
     assert out.read_text() == before
     assert main(["tune", "--config", str(cfg_path), "--tune-steps", "1"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: tune.steps:")
+
+
+def test_cache_key_ignores_options_given_at_their_default() -> None:
+    a = RunConfig()
+    a.adapter.method, a.optimizer.name = "lora", "mezo_sgd"
+    b = a.copy()
+    b.set("adapter.r", 8)  # LoRA's default rank
+    b.set("optimizer.q", 1)  # MeZO's default query count
+    assert cache_key(a) == cache_key(b)
+    b.set("adapter.r", 4)
+    assert cache_key(a) != cache_key(b)

@@ -103,12 +103,24 @@ def lr_grid(center: float, n: int = 5, spacing: float = math.sqrt(10.0)) -> list
 
 def cache_key(cfg: RunConfig) -> str:
     """What a tuned lr depends on: model, task (and its data), adapter, optimizer method, batch."""
+    import dataclasses
+
+    from zoengine.adapters import get_method
+    from zoengine.optim.registry import parse_options
+
+    # resolved options (defaults filled in), so an option given at its default value keys the same
+    adapter_opts = {
+        k: v
+        for k, v in get_method(cfg.adapter.method).resolve_options(cfg.adapter).items()
+        if not k.startswith("_")
+    }
+    optimizer_opts = dataclasses.asdict(parse_options(cfg.optimizer.name, dict(cfg.optimizer.options)))
     parts = {
         "model": cfg.model.name,
         "max_length": cfg.model.max_length,
         "task": [cfg.task.name, cfg.task.path, cfg.task.template, cfg.task.label_words],
-        "adapter": [cfg.adapter.method, cfg.adapter.targets, sorted(cfg.adapter.options.items())],
-        "optimizer": [cfg.optimizer.name, sorted((k, str(v)) for k, v in cfg.optimizer.options.items())],
+        "adapter": [cfg.adapter.method, cfg.adapter.targets, sorted(adapter_opts.items())],
+        "optimizer": [cfg.optimizer.name, sorted(optimizer_opts.items())],
         "batch_size": cfg.run.batch_size,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -235,7 +247,9 @@ def tune(
                 handle.after_step(step, float(stats.get("lr", lr)))
                 cand.train_losses.append(loss)
                 first = cand.train_losses[0]
-                if not math.isfinite(loss) or (math.isfinite(first) and loss > diverge_factor * max(first, 1e-6)):
+                if not math.isfinite(loss) or (
+                    math.isfinite(first) and loss > diverge_factor * max(first, 1e-6)
+                ):
                     cand.diverged = True
                 elif not all(bool(torch.isfinite(p).all()) for _, p in handle.named_trainable()):
                     cand.diverged = True  # weights overflowed although the loss saturated
@@ -255,7 +269,9 @@ def tune(
             cand.seconds = time.time() - t0
     handle.load_trainable_state_dict(init_state)
     try:
-        result = _choose(cfg, candidates, min_z=min_z, min_decrease=min_relative_decrease * float(before.mean()))
+        result = _choose(
+            cfg, candidates, min_z=min_z, min_decrease=min_relative_decrease * float(before.mean())
+        )
     except TuneError as exc:
         exc.candidates = candidates  # type: ignore[attr-defined]
         raise
@@ -332,7 +348,11 @@ def plot_text(result: TuneResult, width: int = 72, height: int = 16) -> str:
     for c in result.candidates:
         if c.train_losses:
             finite = [x if math.isfinite(x) else float("nan") for x in c.train_losses]
-            plt.plot(list(range(1, len(finite) + 1)), finite, label=f"lr {c.lr:.3g}{' (div)' if c.diverged else ''}")
+            plt.plot(
+                list(range(1, len(finite) + 1)),
+                finite,
+                label=f"lr {c.lr:.3g}{' (div)' if c.diverged else ''}",
+            )
     plt.title("training loss per candidate (same batches, same perturbations)")
     plt.xlabel("step")
     return str(plt.build())

@@ -105,10 +105,11 @@ class ZoApp(App[None]):
                 pass
 
     def _toast_divergences(self, runner: EngineRunner) -> None:
-        """A divergence rollback is easy to miss in the 5-line log pane: also show it as a toast."""
+        """A divergence rollback or AdaZeta's clamped schedule is easy to miss in the 5-line log pane:
+        also show it as a toast."""
         state = runner.state
         for level, text in state.logs_since(runner.logs_toasted):
-            if level == "warning" and text.startswith("divergence"):
+            if level == "warning" and text.startswith(("divergence", "AdaZeta")):
                 self.notify(text, severity="warning", timeout=10)
         runner.logs_toasted = state.log_total
 
