@@ -232,8 +232,9 @@ def test_native_export_reproduces_logits(case: Case, ids: torch.Tensor, tmp_path
     files = export_adapter(
         model, handle, tmp_path / "a", "native", base_model_id="tiny", base_model_hash=base_hash
     )
-    assert sorted(f.name for f in files) == ["adapter_config.json", "adapter_model.safetensors"]
-    meta = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert sorted(f.name for f in files) == ["zoengine_adapter.json", "zoengine_adapter.safetensors"]
+    meta = json.loads((tmp_path / "a" / "zoengine_adapter.json").read_text())
+    assert meta["format"] == "zoengine-adapter" and meta["schema_version"] == 2
     assert (
         meta["method"] == case.method
         and meta["base_model_hash"] == base_hash
@@ -348,7 +349,7 @@ def test_export_is_atomic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp dirs left behind
     with pytest.raises(AdapterError, match="unknown export format"):
-        export_adapter(model, handle, dest, "gguf", base_model_id="tiny", base_model_hash="h")
+        export_adapter(model, handle, dest, "onnx", base_model_id="tiny", base_model_hash="h")
 
 
 def test_merged_export_with_tokenizer(tiny_tokenizer: Any, tmp_path: Path) -> None:
@@ -379,7 +380,9 @@ def test_base_weights_hash_is_stable_and_sensitive() -> None:
     apply_adapter(b, AdapterConfig(method="lora"), seed=0)  # adapters do not change the base hash
     assert base_weights_hash(a) == base_weights_hash(b)
     assert base_weights_hash(tiny_llama(seed=1)) != base_weights_hash(a)
-    assert base_weights_hash(a).startswith("sha256:")
+    assert base_weights_hash(a).startswith("sha256-bf16:")
+    assert base_weights_hash(a.to(torch.bfloat16)) == base_weights_hash(tiny_llama())  # dtype-independent
+    assert base_weights_hash(a, scheme="sha256").startswith("sha256:")  # schema-1 exports
 
 
 # --- default targets per architecture ----------------------------------------------------------

@@ -123,7 +123,8 @@ def test_method_on_smollm2(
     if method in ("lora", "tt"):  # native round trip on a fresh copy of the base
         with torch.no_grad():
             want = model(batch, logits_to_keep=1).logits
-        export_adapter(model, handle, tmp_path / "n", "native", base_model_id=NAME, base_model_hash="x")
+        base_hash = base_weights_hash(base[0])
+        export_adapter(model, handle, tmp_path / "n", "native", base_model_id=NAME, base_model_hash=base_hash)
         fresh = copy.deepcopy(base[0])
         load_native(fresh, tmp_path / "n")
         with torch.no_grad():
@@ -144,4 +145,4 @@ def test_bitfit_refused_and_hash(base: tuple[nn.Module, Any, Path]) -> None:
     with pytest.raises(AdapterError, match="no bias parameters"):
         apply_adapter(copy.deepcopy(model), AdapterConfig(method="bitfit"))
     h = base_weights_hash(model)
-    assert h == base_weights_hash(copy.deepcopy(model)) and len(h) == len("sha256:") + 64
+    assert h == base_weights_hash(copy.deepcopy(model)) and len(h) == len("sha256-bf16:") + 64

@@ -121,6 +121,6 @@ def test_train_runs_export_end_to_end(tiny_llama_dir, tmp_path, capsys):
     assert main(["runs", "--home", str(tmp_path)]) == 0
     assert str(run_dir) in capsys.readouterr().out
     assert main(["export", str(run_dir), "--format", "native", "--out", str(tmp_path / "native")]) == 0
-    assert (tmp_path / "native" / "adapter_config.json").exists()
+    assert (tmp_path / "native" / "zoengine_adapter.json").exists()
     assert main(["eval", "--run", str(run_dir), "--split", "test"]) == 0
     assert "test: loss" in capsys.readouterr().out

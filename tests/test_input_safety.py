@@ -103,9 +103,9 @@ def test_export_into_an_empty_or_new_folder_needs_no_force(trained_run: Path, tm
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["export", str(trained_run), "--out", str(empty)]) == 0
-    assert (empty / "adapter_config.json").exists()
+    assert (empty / "zoengine_adapter.json").exists()
     assert main(["export", str(trained_run), "--out", str(tmp_path / "new" / "deep")]) == 0
-    assert (tmp_path / "new" / "deep" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "new" / "deep" / "zoengine_adapter.safetensors").exists()
     # the default destination holds the first export now: a second one must be asked for
     assert main(["export", str(trained_run)]) in (0, 2)
     assert main(["export", str(trained_run)]) == 2
@@ -117,11 +117,11 @@ def test_export_force_replaces_a_folder_and_a_file_whole(trained_run: Path, tmp_
     out.mkdir()
     (out / "old.txt").write_text("old")
     assert main(["export", str(trained_run), "--out", str(out), "--force"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["zoengine_adapter.json", "zoengine_adapter.safetensors"]
     target = tmp_path / "was-a-file"
     target.write_text("file")
     assert main(["export", str(trained_run), "--out", str(target), "--force"]) == 0
-    assert target.is_dir() and (target / "adapter_config.json").exists()
+    assert target.is_dir() and (target / "zoengine_adapter.json").exists()
     assert not _siblings_left(out) and not _siblings_left(target)
 
 
@@ -135,7 +135,7 @@ def test_export_force_failing_midway_leaves_the_old_content(
     (out / "old.txt").write_text("old")
 
     def half_written(model: Any, handle: Any, tmp: Path, *args: Any) -> None:
-        (tmp / "adapter_model.safetensors").write_bytes(b"half")
+        (tmp / "zoengine_adapter.safetensors").write_bytes(b"half")
         raise KeyboardInterrupt  # Ctrl-C while writing
 
     monkeypatch.setattr(adapter_export, "_write_native", half_written)

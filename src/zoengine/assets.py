@@ -286,7 +286,9 @@ CATALOGUE: dict[str, Asset] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             description="SmolLM2-135M-Instruct (Llama), de-quantised from Q4_1 GGUF to float32",
             size_hint="135M params",
-            extra={"model_kind": "causal_lm", "architecture": "llama"},
+            # gguf_tokenizer_pre: the source GGUF's tokenizer.ggml.pre (the converted tokenizer.json
+            # no longer shows the digit split llama.cpp's "smollm" applies); a gguf export restores it
+            extra={"model_kind": "causal_lm", "architecture": "llama", "gguf_tokenizer_pre": "smollm"},
             converter="gguf_causal_lm",
         ),
         Asset(

@@ -376,6 +376,28 @@ def choose(run_dir: Path, which: str = "best") -> tuple[Checkpoint, str | None]:
     return found, f"{'; '.join(problems)}; using {found.describe()} instead"
 
 
+def choose_any(run_dir: Path, which: str = "best") -> tuple[Checkpoint, str | None]:
+    """``choose`` plus ``which`` = a step number: the intact checkpoint (best, last or prev) saved
+    at that step, or a one-line error naming the steps the run has."""
+    if not str(which).isdigit():
+        return choose(run_dir, which)
+    step = int(which)
+    parent = Path(run_dir) / "checkpoints"
+    found: list[Checkpoint] = []
+    for name in ("best", "last", "prev"):
+        ckpt, _ = _try(parent / name, f"checkpoints/{name}", (TRAINABLE,))
+        if ckpt is not None:
+            found.append(ckpt)
+    for ckpt in found:
+        if ckpt.step == step:
+            return ckpt, None
+    have = ", ".join(f"{c.step} ({c.label.removeprefix('checkpoints/')})" for c in found) or "none"
+    raise CheckpointError(
+        f"no checkpoint at step {step}; this run keeps best, last and the one before last: steps {have}",
+        field="--checkpoint",
+    )
+
+
 def recover(run_dir: Path) -> list[str]:
     """Repair an interrupted swap and delete stale temps; the writer calls this under the run lock.
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from zoengine.config import RunConfig
 from zoengine.errors import ZOError
+from zoengine.export_formats import FORMATS as EXPORT_FORMATS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C: stopped (and saved where there was something to save)
@@ -42,7 +43,8 @@ FLAG_KEYS = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
-        self.exit(EXIT_USAGE, f"error: {message}\n")
+        # one line, exit 2 via main(): "error: --format: invalid choice ..." (not "argument --format")
+        raise ZOError(message.removeprefix("argument "))
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -89,7 +91,7 @@ def _watch(run: Any, quiet: bool) -> int:
 
     from tqdm import tqdm
 
-    from zoengine.events import EvalDone, LogMessage, RunInfo, StatusChanged, StepLogged
+    from zoengine.events import EvalDone, EvalProgress, LogMessage, RunInfo, StatusChanged, StepLogged
 
     bar = None
     postfix: dict[str, str] = {}
@@ -124,7 +126,12 @@ def _watch(run: Any, quiet: bool) -> int:
                 if bar is not None:
                     bar.set_postfix(postfix, refresh=False)
                     bar.update(ev.step - bar.n)
+            elif isinstance(ev, EvalProgress):  # a long evaluation: say so, not a frozen bar
+                postfix["evaluating"] = f"{ev.split} {ev.done}/{ev.total} batches"
+                if bar is not None:
+                    bar.set_postfix(postfix)
             elif isinstance(ev, EvalDone):
+                postfix.pop("evaluating", None)
                 postfix[f"{ev.split}_acc"] = f"{ev.accuracy:.3f}"
                 msg = f"step {ev.step}: {ev.split} loss {ev.loss:.4f} accuracy {ev.accuracy:.4f} ({ev.examples} examples)"
                 (bar.write(msg) if bar is not None else print(msg, file=sys.stderr))
@@ -256,12 +263,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a config's model (zero-shot) or a run's best checkpoint on a split."""
     from zoengine.evaluation import evaluate
 
-    result = evaluate(
-        build_config(args) if not args.run else None,
-        run_dir=args.run,
-        split=args.split,
-        checkpoint=getattr(args, "checkpoint", "best"),
-    )
+    with _EvalBar(args.split) as bar:
+        result = evaluate(
+            build_config(args) if not args.run else None,
+            run_dir=args.run,
+            split=args.split,
+            checkpoint=getattr(args, "checkpoint", "best"),
+            progress=bar.update,
+        )
     if result.get("note"):
         print(f"warning: {result['note']}", file=sys.stderr)
     line = f"{args.split}: loss {result['loss']:.4f} accuracy {result['accuracy']:.4f} ({result['examples']} examples)"
@@ -269,6 +278,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
         line += f" of {result['checkpoint']} (step {result['step']})"
     print(line)
     return 0
+
+
+class _EvalBar:
+    """A tqdm bar on stderr over evaluation batches (created at the first batch, after loading)."""
+
+    def __init__(self, split: str) -> None:
+        self.split = split
+        self.bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"evaluating {self.split}", unit="batch", file=sys.stderr)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def __enter__(self) -> _EvalBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _checkpoint_choice(value: str) -> str:
+    if value in ("best", "last") or value.isdigit():
+        return value
+    raise argparse.ArgumentTypeError(f"must be best, last or a step number (got {value!r})")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -280,6 +318,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.out,
         checkpoint=args.checkpoint,
         force=args.force,
+        dtype=args.dtype,
+        gguf_type=args.gguf_type,
         report=lambda line: print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout),
     )
     for f in files:
@@ -369,9 +409,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     from zoengine import adapters, optim
 
-    print("optimizers:")
+    print("optimizers (memory: persistent bytes per trainable parameter beyond its float32 weight):")
     for name, spec in getattr(optim, "OPTIMIZERS", {}).items():
         print(f"  {name:<12} {getattr(spec, 'description', '')}")
+        print(f"  {'':<12}   memory: +{spec.bytes_per_trainable()} B/param; {spec.memory}")
+        print(f"  {'':<12}   queries per step: {spec.queries_text()}")
     print("adapters:")
     for name, spec in getattr(adapters, "ADAPTERS", {}).items():
         print(f"  {name:<12} {getattr(spec, 'description', '')}")
@@ -403,12 +445,24 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run's adapter")
     p.add_argument("run_dir")
-    p.add_argument("--format", default="native", help="native | peft-lora | merged")
+    p.add_argument("--format", default="native", choices=EXPORT_FORMATS, help=" | ".join(EXPORT_FORMATS))
     p.add_argument("--out", help="destination folder, absent or empty (default: RUN/exports/FORMAT)")
     p.add_argument(
         "--force", action="store_true", help="replace what --out holds (atomically: old or new, never a mix)"
     )
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument(
+        "--checkpoint",
+        default="best",
+        type=_checkpoint_choice,
+        metavar="best|last|STEP",
+        help="which checkpoint (default best; STEP: the step of one the run keeps)",
+    )
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="merged: dtype of the weights (default: the base's)"
+    )
+    p.add_argument(
+        "--gguf-type", dest="gguf_type", default="f16", choices=["f32", "f16", "q8_0"], help="gguf: tensor type"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list runs")

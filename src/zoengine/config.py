@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,14 @@ class RunSettings:
         default=100, metadata={"help": "evaluate on dev every N steps (0 = only at the end)"}
     )
     eval_batch_size: int = field(default=32, metadata={"help": "examples per evaluation forward"})
-    checkpoint_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    checkpoint_every: int = field(default=100, metadata={"help": "checkpoint every N steps; 0 = off"})
+    checkpoint_minutes: float = field(
+        default=5.0,
+        metadata={
+            "help": "also checkpoint when this many minutes of training passed since the last "
+            "checkpoint, so a kill never loses more; 0 = off"
+        },
+    )
     zero_shot_eval: bool = field(default=True, metadata={"help": "evaluate on dev before training"})
     seed: int = field(default=0, metadata={"help": "seed for data order and perturbations"})
     output_dir: str | None = field(
@@ -311,6 +319,11 @@ class RunConfig:
                 f"must be < run.steps ({r.steps}) (got {o.warmup_steps}); or set optimizer.warmup_ratio",
                 field="optimizer.warmup_steps",
             )
+        if not (math.isfinite(r.checkpoint_minutes) and r.checkpoint_minutes >= 0):
+            raise ConfigError(
+                f"must be a number of minutes >= 0, 0 = off (got {r.checkpoint_minutes})",
+                field="run.checkpoint_minutes",
+            )
         _positive("run.batch_size", r.batch_size)
         _positive("run.eval_batch_size", r.eval_batch_size)
         for name in ("eval_every", "checkpoint_every"):
@@ -357,7 +370,13 @@ def _parse_scalar(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text
+        pass
+    stripped = text.strip().replace("_", "")
+    if re.fullmatch(r"[+-]?0\d+", stripped):  # "05": TOML refuses leading zeros, people type them
+        return int(stripped)
+    if re.fullmatch(r"[+-]?0\d+(\.\d+)?([eE][+-]?\d+)?", stripped):
+        return float(stripped)
+    return text
 
 
 def _coerce(dotted: str, value: Any, f: dataclasses.Field[Any]) -> Any:

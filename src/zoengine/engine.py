@@ -42,6 +42,7 @@ from zoengine.errors import CheckpointError, ZOError, filesystem_error
 from zoengine.events import (
     CheckpointSaved,
     EvalDone,
+    EvalProgress,
     Event,
     LogMessage,
     RunInfo,
@@ -54,6 +55,8 @@ from zoengine.paths import runs_home
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE_SIZE = 10_000
+PAUSE_POLL_SECONDS = 0.1  # how soon a paused run notices "evaluate now"
+EVAL_PROGRESS_SECONDS = 1.0  # at most one EvalProgress event per second of an evaluation
 TERMINAL = ("finished", "stopped", "failed", "diverged")
 
 
@@ -112,6 +115,7 @@ class Run:
         self._running = threading.Event()
         self._running.set()
         self._eval_requested = threading.Event()
+        self._checkpoint_clock = time.monotonic()  # when the last checkpoint was written (monotonic)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._dir_lock: Any = None  # the run directory's filelock, held while this run writes it
@@ -318,7 +322,14 @@ class Run:
             self._log(f"data: {note}")
         if not self.task.train:
             raise ZOError("the training split is empty", field="task.n_train")
-        self.loaded = load_model(cfg.model, label_texts=self.task.label_words or self.task.label_names)
+        label_texts = self.task.label_words or self.task.label_names
+        self.loaded = load_model(cfg.model, label_texts=label_texts)
+        if self._owner:  # what an export needs, so it never reloads the task (zoengine.exporting)
+            from zoengine.adapters import base_weights_hash
+            from zoengine.exporting import write_model_info
+
+            base_hash = base_weights_hash(self.loaded.model)
+            write_model_info(self.run_dir, self.loaded.kind, self.loaded.model, label_texts, base_hash)
         if self.loaded.kind != "classifier":
             for w in check_label_words(self.task, self.loaded.tokenizer) or []:
                 self._log(w, "warning")
@@ -363,6 +374,7 @@ class Run:
                     "steps_per_epoch": self.steps_per_epoch,
                     "adapter_targets": len(self.handle.targets),
                     "resumed_at": self.step if self.resuming else None,
+                    "forward_schedule": forward_schedule(self.optimizer, cfg.run.steps),
                 },
             )
         )
@@ -375,7 +387,19 @@ class Run:
     def _evaluate(self, split: str) -> EvalDone:
         examples = getattr(self.task, split)
         t0 = time.perf_counter()
-        loss, acc = self.objective.evaluate(examples, self.config.run.eval_batch_size)
+        last = [-math.inf]
+
+        def progress(done: int, total: int) -> None:
+            """EvalProgress at the start, then at most once per EVAL_PROGRESS_SECONDS (not at the
+            end: EvalDone says that), so a long test evaluation shows where it is."""
+            now = time.monotonic()
+            if done < total and (done == 0 or now - last[0] >= EVAL_PROGRESS_SECONDS):
+                last[0] = now
+                self._emit(
+                    EvalProgress(step=self.step, split=split, done=done, total=total, examples=len(examples))
+                )
+
+        loss, acc = self.objective.evaluate(examples, self.config.run.eval_batch_size, progress=progress)
         event = EvalDone(
             step=self.step,
             split=split,
@@ -413,6 +437,7 @@ class Run:
 
     def _train(self) -> None:
         run = self.config.run
+        self._checkpoint_clock = time.monotonic()
         self._set_status("running", "resumed" if self.resuming else "training")
         self.guard = self._make_guard()
         # 1. zero-shot evaluation (what the model does before any update)
@@ -423,7 +448,7 @@ class Run:
                 # 2. pause / stop
                 if not self._running.is_set():
                     self._set_status("paused")
-                    self._running.wait()
+                    self._wait_while_paused()
                     if not self._stop.is_set():
                         self._set_status("running", "resumed")
                 if self._stop.is_set():
@@ -438,12 +463,29 @@ class Run:
                     self._eval_requested.clear()
                     if not self._dev_eval_and_track():
                         continue  # rolled back: redo the steps from the restored state
-                if run.checkpoint_every and self.step % run.checkpoint_every == 0:
+                if (run.checkpoint_every and self.step % run.checkpoint_every == 0) or self._checkpoint_due():
                     self._save_checkpoint()
             # 5. final dev evaluation; a divergence found there rolls back and training goes on
             if self._stop.is_set() or self._final_dev_eval():
                 break
         self._finish()
+
+    def _wait_while_paused(self) -> None:
+        """Block until resumed or stopped; an evaluation requested meanwhile runs at once."""
+        while not self._running.wait(PAUSE_POLL_SECONDS):
+            if self._eval_requested.is_set():
+                self._eval_requested.clear()
+                if not self.task.dev:
+                    self._log("evaluate now: this task has no dev split", "warning")
+                    continue
+                self._set_status("paused", "evaluating dev")
+                self._dev_eval_and_track()
+                self._set_status("paused", "dev evaluated")
+
+    def _checkpoint_due(self) -> bool:
+        """``run.checkpoint_minutes`` of wall time since the last checkpoint (or the run's start)."""
+        minutes = self.config.run.checkpoint_minutes
+        return bool(minutes) and time.monotonic() - self._checkpoint_clock >= 60.0 * minutes
 
     # --- divergence guard (see zoengine.divergence) -----------------------------------------------
 
@@ -621,6 +663,7 @@ class Run:
             keep_prev=True,
         )
         self._saved_step = self.step
+        self._checkpoint_clock = time.monotonic()
         self._write_state()
         self._emit(CheckpointSaved(step=self.step, path=str(target)))
 
@@ -721,6 +764,21 @@ class Run:
         from zoengine.exporting import export_run
 
         return export_run(self.run_dir, fmt, dest, checkpoint=checkpoint, force=force)
+
+
+def forward_schedule(optimizer: Any, total_steps: int) -> list[list[int]]:
+    """Forward passes per training step over the whole run, run-length encoded as
+    ``[[first_step, passes_per_step], ...]`` (1-based steps): known in advance for every method,
+    AdaZeta's growing Q included, so a UI can estimate the time left from the passes still to do."""
+    queries = getattr(optimizer, "queries_for_step", None)
+    if getattr(optimizer, "uses_backward", False) or queries is None:
+        queries = None  # first order: one forward (and one backward) per step
+    out: list[list[int]] = []
+    for t in range(1, max(0, total_steps) + 1):
+        passes = 2 * int(queries(t)) if queries is not None else 1
+        if not out or out[-1][1] != passes:
+            out.append([t, passes])
+    return out
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,17 @@ from zoengine.errors import CheckpointError, ConfigError
 
 
 def evaluate(
-    cfg: RunConfig | None, *, run_dir: str | Path | None = None, split: str = "test", checkpoint: str = "best"
+    cfg: RunConfig | None,
+    *,
+    run_dir: str | Path | None = None,
+    split: str = "test",
+    checkpoint: str = "best",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """loss, accuracy, examples; for a run also ``checkpoint`` (what was evaluated, e.g.
-    "checkpoints/best"), ``step`` and ``note`` (a line when another checkpoint had to be used)."""
+    "checkpoints/best"), ``step`` and ``note`` (a line when another checkpoint had to be used).
+
+    ``progress(done, total)`` is called with evaluation batches done (see ``Objective.evaluate``)."""
     from zoengine.models import load_model
     from zoengine.objectives import Objective
     from zoengine.tasks import load_task
@@ -45,7 +53,7 @@ def evaluate(
             raise CheckpointError(f"does not fit the run's adapter: {exc}".splitlines()[0], field=chosen.label) from None
     objective = Objective(loaded, task, cfg.model.max_length)
     examples = getattr(task, split)
-    loss, acc = objective.evaluate(examples, cfg.run.eval_batch_size)
+    loss, acc = objective.evaluate(examples, cfg.run.eval_batch_size, progress=progress)
     result: dict[str, Any] = {"loss": loss, "accuracy": acc, "examples": len(examples)}
     if chosen is not None:
         result.update(checkpoint=chosen.label, step=chosen.step, note=note)

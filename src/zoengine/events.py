@@ -52,6 +52,19 @@ class EvalDone(Event):
 
 
 @dataclass(frozen=True)
+class EvalProgress(Event):
+    """An evaluation under way: ``done`` of ``total`` batches of ``split`` (emitted when it starts,
+    then at most about once a second, and never for the last batch: ``EvalDone`` follows)."""
+
+    kind: ClassVar[str] = "eval_progress"
+    step: int
+    split: str
+    done: int
+    total: int
+    examples: int  # examples in the split
+
+
+@dataclass(frozen=True)
 class StatusChanged(Event):
     """Run status: created, loading, running, paused, stopping, finished, stopped, failed, diverged."""
 
@@ -91,7 +104,8 @@ class RunInfo(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (StepLogged, EvalDone, StatusChanged, CheckpointSaved, LogMessage, RunInfo)
+    cls.kind: cls
+    for cls in (StepLogged, EvalDone, EvalProgress, StatusChanged, CheckpointSaved, LogMessage, RunInfo)
 }
 
 

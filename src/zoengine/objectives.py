@@ -207,23 +207,35 @@ class Objective:
         return F.cross_entropy(self.option_logits(batch), batch.labels.to(self.loaded.device))
 
     @torch.no_grad()
-    def example_losses(self, examples: list[Example], batch_size: int) -> torch.Tensor:
-        """Per-example cross-entropy (float64, CPU): paired comparisons need more than the mean."""
-        out = []
+    def example_losses(self, examples: list[Example], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example cross-entropy and correctness (float64, CPU): paired comparisons need more
+        than the means."""
+        losses, correct = [], []
         for start in range(0, len(examples), batch_size):
             batch = self.make_batch(examples[start : start + batch_size])
             logits = self.option_logits(batch)
             labels = batch.labels.to(logits.device)
-            out.append(F.cross_entropy(logits, labels, reduction="none").double().cpu())
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+            losses.append(F.cross_entropy(logits, labels, reduction="none").double().cpu())
+            correct.append((logits.argmax(-1) == labels).double().cpu())
+        if not losses:
+            return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+        return torch.cat(losses), torch.cat(correct)
 
     @torch.no_grad()
-    def evaluate(self, examples: list[Example], batch_size: int, should_stop=None) -> tuple[float, float]:
-        """Mean loss and accuracy over ``examples``; returns (nan, nan) for an empty list."""
+    def evaluate(
+        self, examples: list[Example], batch_size: int, should_stop=None, progress=None
+    ) -> tuple[float, float]:
+        """Mean loss and accuracy over ``examples``; returns (nan, nan) for an empty list.
+
+        ``progress(done, total)``, when given, is called with the batch count before the first
+        batch and after each one (cheap callers only: it runs between forward passes)."""
         if not examples:
             return float("nan"), float("nan")
         total_loss, correct, seen = 0.0, 0, 0
-        for start in range(0, len(examples), batch_size):
+        total = -(-len(examples) // batch_size)
+        for index, start in enumerate(range(0, len(examples), batch_size)):
+            if progress is not None:
+                progress(index, total)
             if should_stop is not None and should_stop():
                 break
             batch = self.make_batch(examples[start : start + batch_size])
@@ -232,6 +244,8 @@ class Objective:
             total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(-1) == labels).sum())
             seen += len(labels)
+        if progress is not None and seen == len(examples):
+            progress(total, total)
         if seen == 0:
             return float("nan"), float("nan")
         return total_loss / seen, correct / seen

@@ -194,6 +194,32 @@ def memory_snapshot(device: str | None = None) -> list[Reading]:
     return _process_readings()
 
 
+def gpu_utilization(device: str | None = None) -> int | None:
+    """NVML's GPU utilisation (percent of the last sample period) of ``device``; None on a CPU run,
+    without NVML, or when the read fails (never raises)."""
+    dev = _resolve_device(device)
+    if not dev.startswith("cuda"):
+        return None
+    pynvml = _nvml()
+    if pynvml is None:
+        return None
+    try:
+        return int(pynvml.nvmlDeviceGetUtilizationRates(_nvml_handle(pynvml, _cuda_index(dev))).gpu)
+    except Exception:
+        log.debug("NVML utilisation readout failed", exc_info=True)
+        return None
+
+
+def gpu_line(readings: list[Reading], utilization: int | None) -> str:
+    """The one-line GPU summary above the memory readings: ``GPU: none (CPU run)`` when no reading
+    comes from a GPU, else its NVML utilisation (the memory lines below carry their own labels)."""
+    if not any(r.what in (TORCH_WHAT, NVML_WHAT) for r in readings):
+        return "GPU: none (CPU run)"
+    if utilization is None:
+        return "GPU: utilisation unknown (NVML unavailable)"
+    return f"GPU: utilisation {utilization}% (NVML)"
+
+
 def reset_peak(device: str | None = None) -> None:
     """Start a new peak window (per phase: load, train, eval). Best effort, never raises."""
     dev = _resolve_device(device)

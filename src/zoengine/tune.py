@@ -9,9 +9,14 @@ user's model, adapter and batch size. Every candidate starts from the same adapt
 same batches and — through the optimizer's seeded generator — the same perturbation directions
 (common random numbers), so the candidates differ only in lr (and ε). Each is scored on the same
 held-out examples with a paired test: the decrease of the per-example loss must exceed
-``min_z`` standard errors and 0.5 % of the loss, otherwise the budget is too small to tell candidates apart and the tuner
+``min_z`` standard errors and 0.5 % of the loss (or the paired accuracy gain ``min_z`` standard
+errors), otherwise the budget is too small to tell candidates apart and the tuner
 refuses instead of picking noise. A candidate whose training loss goes non-finite or above
 ``diverge_factor`` × its first loss, or whose weights overflow, is marked diverged and never chosen.
+
+When the grid comes from the lr rule (no explicit ``lrs``) and its largest lr is still the best with
+nothing diverged, the sweep walks on upwards (up to ``max_extend`` more candidates): the rule's
+constant was measured on one model, a user's may tolerate more.
 
 Results are cached per (model, task, adapter, optimizer, batch size) under the user cache so the
 app can offer "use tuned lr" without rerunning.
@@ -49,6 +54,8 @@ class Candidate:
     dev_loss_after: float = math.nan
     decrease: float = math.nan  # mean paired per-example dev-loss decrease
     stderr: float = math.nan  # its standard error
+    accuracy_gain: float = math.nan  # mean paired per-example dev-accuracy gain
+    accuracy_stderr: float = math.nan
     forward_passes: int = 0
     diverged: bool = False
     seconds: float = 0.0
@@ -56,6 +63,10 @@ class Candidate:
     @property
     def z_score(self) -> float:
         return self.decrease / self.stderr if self.stderr > 0 else 0.0
+
+    @property
+    def accuracy_z(self) -> float:
+        return self.accuracy_gain / self.accuracy_stderr if self.accuracy_stderr > 0 else 0.0
 
     @property
     def decrease_per_pass(self) -> float:
@@ -168,6 +179,7 @@ def tune(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     use_cache: bool = True,
+    max_extend: int = 3,
 ) -> TuneResult:
     """Sweep lr (× ε when ``eps_values`` is given) and return the best candidate; see module doc."""
     from zoengine.adapters import apply_adapter
@@ -203,6 +215,7 @@ def tune(
     init_state = handle.trainable_state_dict()
     trainable = handle.num_trainable()
     default_lr = resolved_lr(cfg, trainable)
+    grid_from_rule = lrs is None
     if lrs is None:
         lrs = lr_grid(cfg.optimizer.lr if cfg.optimizer.lr is not None else default_lr, n_candidates)
     eps_list = list(eps_values) if eps_values else [float(cfg.optimizer.eps)]
@@ -210,7 +223,7 @@ def tune(
         if not (math.isfinite(lr) and lr > 0):
             raise ConfigError(f"learning rates must be finite and > 0 (got {lr})", field="tune.lrs")
     eval_bs = cfg.run.eval_batch_size
-    before = objective.example_losses(held, eval_bs)
+    before, correct_before = objective.example_losses(held, eval_bs)
     steps_per_epoch = math.ceil(len(task.train) / cfg.run.batch_size)
     batches = [
         objective.make_batch(
@@ -219,54 +232,75 @@ def tune(
         for s in range(steps)
     ]
     candidates: list[Candidate] = []
+
+    def run_candidate(lr: float, eps: float) -> Candidate:
+        cand = Candidate(lr=float(lr), eps=float(eps), dev_loss_before=float(before.mean()))
+        candidates.append(cand)
+        idx = len(candidates) - 1
+        t0 = time.time()
+        handle.load_trainable_state_dict(init_state)
+        ocfg = cfg.optimizer
+        ocfg.lr, ocfg.eps = float(lr), float(eps)
+        opt = build_optimizer(
+            ocfg,
+            handle.param_groups(ocfg.weight_decay),
+            seed=cfg.run.seed,
+            total_steps=cfg.run.steps,
+            steps_per_epoch=steps_per_epoch,
+        )
+        if progress:
+            progress(idx, cand, 0)
+        for step, batch in enumerate(batches, start=1):
+            if should_stop is not None and should_stop():
+                raise TuneError("stopped by the user", field="tune")
+            with torch.no_grad():
+                loss = float(opt.step(lambda b=batch: objective.loss(b)))
+            stats = opt.last_stats
+            cand.forward_passes += int(stats.get("forward_passes", 2 * int(stats.get("queries", 1))))
+            handle.after_step(step, float(stats.get("lr", lr)))
+            cand.train_losses.append(loss)
+            first = cand.train_losses[0]
+            if not math.isfinite(loss) or (math.isfinite(first) and loss > diverge_factor * max(first, 1e-6)):
+                cand.diverged = True
+            elif not all(bool(torch.isfinite(p).all()) for _, p in handle.named_trainable()):
+                cand.diverged = True  # weights overflowed although the loss saturated
+            if progress:
+                progress(idx, cand, step)
+            if cand.diverged:
+                break
+        if not cand.diverged:
+            after, correct_after = objective.example_losses(held, eval_bs)
+            diff = before - after
+            gain = correct_after - correct_before
+            cand.accuracy_gain = float(gain.mean())
+            cand.accuracy_stderr = float(gain.std(unbiased=True) / math.sqrt(len(gain)))
+            cand.dev_loss_after = float(after.mean())
+            if not math.isfinite(cand.dev_loss_after):
+                cand.diverged = True
+            else:
+                cand.decrease = float(diff.mean())
+                cand.stderr = float(diff.std(unbiased=True) / math.sqrt(len(diff)))
+        cand.seconds = time.time() - t0
+        return cand
+
     for lr in sorted(lrs):
         for eps in eps_list:
-            cand = Candidate(lr=float(lr), eps=float(eps), dev_loss_before=float(before.mean()))
-            candidates.append(cand)
-            idx = len(candidates) - 1
-            t0 = time.time()
-            handle.load_trainable_state_dict(init_state)
-            ocfg = cfg.optimizer
-            ocfg.lr, ocfg.eps = float(lr), float(eps)
-            opt = build_optimizer(
-                ocfg,
-                handle.param_groups(ocfg.weight_decay),
-                seed=cfg.run.seed,
-                total_steps=cfg.run.steps,
-                steps_per_epoch=steps_per_epoch,
-            )
-            if progress:
-                progress(idx, cand, 0)
-            for step, batch in enumerate(batches, start=1):
-                if should_stop is not None and should_stop():
-                    raise TuneError("stopped by the user", field="tune")
-                with torch.no_grad():
-                    loss = float(opt.step(lambda b=batch: objective.loss(b)))
-                stats = opt.last_stats
-                cand.forward_passes += int(stats.get("forward_passes", 2 * int(stats.get("queries", 1))))
-                handle.after_step(step, float(stats.get("lr", lr)))
-                cand.train_losses.append(loss)
-                first = cand.train_losses[0]
-                if not math.isfinite(loss) or (
-                    math.isfinite(first) and loss > diverge_factor * max(first, 1e-6)
-                ):
-                    cand.diverged = True
-                elif not all(bool(torch.isfinite(p).all()) for _, p in handle.named_trainable()):
-                    cand.diverged = True  # weights overflowed although the loss saturated
-                if progress:
-                    progress(idx, cand, step)
-                if cand.diverged:
-                    break
-            if not cand.diverged:
-                after = objective.example_losses(held, eval_bs)
-                diff = before - after
-                cand.dev_loss_after = float(after.mean())
-                if not math.isfinite(cand.dev_loss_after):
-                    cand.diverged = True
-                else:
-                    cand.decrease = float(diff.mean())
-                    cand.stderr = float(diff.std(unbiased=True) / math.sqrt(len(diff)))
-            cand.seconds = time.time() - t0
+            run_candidate(lr, eps)
+    # a grid chosen by the rule (not by the user) walks on upwards while the largest lr is still the
+    # best and nothing has diverged: the rule's constant is per adapter kind, a user's model may differ
+    if grid_from_rule:
+        grid = sorted(lrs)
+        spacing = grid[-1] / grid[-2] if len(grid) > 1 else math.sqrt(10.0)
+        for _ in range(max_extend):
+            finite = [c for c in candidates if not c.diverged and math.isfinite(c.decrease)]
+            if any(c.diverged for c in candidates) or not finite:
+                break
+            best = max(finite, key=lambda c: c.decrease)
+            if best.lr < max(c.lr for c in candidates):
+                break
+            next_lr = float(f"{best.lr * spacing:.3g}")
+            for eps in eps_list:
+                run_candidate(next_lr, eps)
     handle.load_trainable_state_dict(init_state)
     try:
         result = _choose(
@@ -284,13 +318,16 @@ def tune(
 
 
 def _choose(cfg: RunConfig, candidates: list[Candidate], *, min_z: float, min_decrease: float) -> TuneResult:
-    """Best dev-loss decrease per forward pass among non-diverged, significant candidates (at least
-    ``min_z`` standard errors on the paired test *and* ``min_decrease``: a tiny lr can be
-    significant and useless)."""
+    """Best dev-loss decrease per forward pass among non-diverged, significant candidates: the loss
+    decrease is at least ``min_z`` standard errors on the paired test *and* ``min_decrease`` (a tiny
+    lr can be significant and useless), or the paired accuracy gain is ``min_z`` standard errors
+    (a shift of a wrong prior moves accuracy a lot and the mean loss little: the per-example losses
+    of the two classes move in opposite directions)."""
     ok = [
         i
         for i, c in enumerate(candidates)
-        if not c.diverged and c.z_score >= min_z and c.decrease >= min_decrease
+        if not c.diverged
+        and ((c.z_score >= min_z and c.decrease >= min_decrease) or c.accuracy_z >= min_z)
     ]
     if not ok:
         usable = [c for c in candidates if not c.diverged]
@@ -360,12 +397,15 @@ def plot_text(result: TuneResult, width: int = 72, height: int = 16) -> str:
 
 def format_table(result: TuneResult) -> str:
     """The sweep as a text table (one row per candidate, the chosen one marked)."""
-    rows = ["     lr        eps      dev loss before → after   decrease ± se      z   passes  status"]
+    rows = [
+        "     lr        eps      dev loss before → after   decrease ± se      z   acc gain ± se   passes  status"
+    ]
     for i, c in enumerate(result.candidates):
         mark = "*" if i == result.chosen else " "
         status = "diverged" if c.diverged else ("chosen" if i == result.chosen else "")
         rows.append(
             f"{mark} {c.lr:<9.3g} {c.eps:<8.2g} {c.dev_loss_before:8.4f} → {c.dev_loss_after:8.4f}"
-            f"   {c.decrease:+.4f} ± {c.stderr:.4f} {c.z_score:6.1f} {c.forward_passes:7d}  {status}"
+            f"   {c.decrease:+.4f} ± {c.stderr:.4f} {c.z_score:6.1f}   {c.accuracy_gain:+.3f} ± {c.accuracy_stderr:.3f}"
+            f" {c.forward_passes:7d}  {status}"
         )
     return "\n".join(rows)

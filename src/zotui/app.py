@@ -98,6 +98,8 @@ class ZoApp(App[None]):
             self._toast_divergences(self.runner)
         from zotui.screens.dashboard import DashboardScreen
 
+        if not self.screen_stack:  # the app is exiting: its screens are already gone
+            return
         if isinstance(self.screen, DashboardScreen):
             try:
                 self.screen.refresh_view()

@@ -41,7 +41,9 @@ class RunHandle(Protocol):
     def request_eval(self) -> None: ...
     def stop(self, save: bool = True) -> None: ...
     def join(self, timeout: float | None = None) -> bool: ...
-    def export(self, fmt: str, dest: Path, *, force: bool = False) -> list[Path]: ...
+    def export(
+        self, fmt: str, dest: Path, *, checkpoint: str = "best", force: bool = False
+    ) -> list[Path]: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Backend:
     resume_run: Callable[[Path], RunHandle]
     list_runs: Callable[[], list[RunRow]]
     read_events: Callable[[Path], list[Event]]
-    export_run: Callable[..., list[Path]]  # (run_dir, format, destination, *, force=False) -> files
+    export_run: Callable[..., list[Path]]  # (run_dir, format, dest, *, checkpoint="best", force=False)
     prepare: Callable[[], None] = lambda: None  # called in the engine worker before a run starts
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -92,10 +94,12 @@ def engine_backend() -> Backend:
 
         return Run.resume_from(run_dir)
 
-    def export_run(run_dir: Path, fmt: str, dest: Path, *, force: bool = False) -> list[Path]:
+    def export_run(
+        run_dir: Path, fmt: str, dest: Path, *, checkpoint: str = "best", force: bool = False
+    ) -> list[Path]:
         from zoengine.exporting import export_run as engine_export_run
 
-        return list(engine_export_run(run_dir, fmt, dest, force=force))
+        return list(engine_export_run(run_dir, fmt, dest, checkpoint=checkpoint, force=force))
 
     def prepare() -> None:
         from zotui.catalog import warm_imports
@@ -145,9 +149,11 @@ def demo_backend(step_delay: float = 0.05, **options: Any) -> Backend:
     def resume_run(run_dir: Path) -> RunHandle:
         return DemoRun.resume_from(run_dir, step_delay=step_delay, **options)
 
-    def export_run(run_dir: Path, fmt: str, dest: Path, *, force: bool = False) -> list[Path]:
+    def export_run(
+        run_dir: Path, fmt: str, dest: Path, *, checkpoint: str = "best", force: bool = False
+    ) -> list[Path]:
         run = DemoRun(RunConfig.load(Path(run_dir) / "config.toml"), run_dir=run_dir)
-        return run.export(fmt, dest, force=force)
+        return run.export(fmt, dest, checkpoint=checkpoint, force=force)
 
     return Backend(
         "demo", new_run, resume_run, list_runs, read_events, export_run, options={"step_delay": step_delay}

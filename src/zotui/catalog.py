@@ -154,10 +154,10 @@ def adapter_specs() -> dict[str, MethodSpec]:
 
 
 def export_formats() -> dict[str, str]:
-    """Export formats with one line on who can load each."""
-    from zoengine.exporting import FORMAT_HELP
+    """Export formats with one line on who can load each (from the engine's export registry)."""
+    from zoengine.export_formats import help_lines
 
-    return dict(FORMAT_HELP)
+    return help_lines()
 
 
 # --- slow look-ups (call from a thread worker) --------------------------------------------------------
@@ -250,6 +250,25 @@ def task_preview(config: RunConfig) -> str:
         lines.append(repr(text)[1:-1])  # one line, newlines visible as \n
     if task.label_words:
         lines.append("label words: " + ", ".join(task.label_words))
-    lines.append("splits: " + ", ".join(f"{k} {v}" for k, v in task.split_sizes().items()))
+    lines.append(split_line(config, task.split_sizes()))
     lines.extend(task.notes)
     return "\n".join(lines)
+
+
+def split_line(config: RunConfig, sizes: dict[str, int]) -> str:
+    """``splits: train 325 (default, sized from the data), dev 107 ..., test 50``: the sizes the run
+    will use, each marked when it comes from the engine's single default (1000/500/1000, or 60/20/20
+    of a smaller data set) rather than from the form."""
+    from zoengine.tasks import DEFAULT_SIZES
+
+    parts = []
+    for split, n in sizes.items():
+        key = f"n_{split}"
+        given = getattr(config.task, key, None) is not None or (split == "train" and config.task.k_shot)
+        if given:
+            parts.append(f"{split} {n}")
+        elif n == DEFAULT_SIZES.get(key):
+            parts.append(f"{split} {n} (default)")
+        else:
+            parts.append(f"{split} {n} (default, sized from the data)")
+    return "splits: " + ", ".join(parts)

@@ -25,17 +25,19 @@ from zoengine.errors import CheckpointError, ZOError
 from zoengine.events import (
     CheckpointSaved,
     EvalDone,
+    EvalProgress,
     Event,
     LogMessage,
     RunInfo,
     StatusChanged,
     StepLogged,
 )
+from zoengine.export_formats import FORMATS as EXPORT_FORMATS
 from zoengine.io import append_jsonl, atomic_write_json, atomic_write_text
 from zoengine.paths import runs_home
 
-EXPORT_FORMATS = ("native", "peft-lora", "merged")
 QUEUE_SIZE = 2048
+EVAL_BATCHES = 4
 
 
 def _new_run_dir(config: RunConfig) -> Path:
@@ -64,6 +66,7 @@ class DemoRun:
         fail_at: int | None = None,
         load_seconds: float = 0.0,
         fixed_time: float | None = None,
+        eval_seconds: float = 0.0,
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir) if run_dir else _new_run_dir(config)
@@ -73,6 +76,7 @@ class DemoRun:
         self.fail_at = fail_at
         self.load_seconds = load_seconds
         self.fixed_time = fixed_time  # a constant event timestamp, for reproducible screenshots
+        self.eval_seconds = eval_seconds  # how long each evaluation takes (EVAL_BATCHES batches)
         self._events: queue.Queue[Event] = queue.Queue(maxsize=QUEUE_SIZE)
         self._status = "created"
         self._thread: threading.Thread | None = None
@@ -125,7 +129,7 @@ class DemoRun:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def export(self, fmt: str, dest: Path, *, force: bool = False) -> list[Path]:
+    def export(self, fmt: str, dest: Path, *, checkpoint: str = "best", force: bool = False) -> list[Path]:
         """Write placeholder adapter files in the layout of each format (same destination rules as
         the engine: absent or empty, or replaced atomically with ``force``)."""
         from zoengine.exporting import replacing_dir
@@ -138,11 +142,17 @@ class DemoRun:
                 hint="export native or merged instead",
             )
         dest = Path(dest)
-        weights = "model.safetensors" if fmt == "merged" else "adapter_model.safetensors"
-        meta = "config.json" if fmt == "merged" else "adapter_config.json"
+        weights, meta = {  # the file names of each real format
+            "native": ("zoengine_adapter.safetensors", "zoengine_adapter.json"),
+            "peft-lora": ("adapter_model.safetensors", "adapter_config.json"),
+            "gguf": ("model.gguf", "zoengine_export.json"),
+        }.get(fmt, ("model.safetensors", "config.json"))
         with replacing_dir(dest, force) as new:
             new.mkdir()
-            atomic_write_json(new / meta, {"format": fmt, "base_model": self.config.model.name, "demo": True})
+            atomic_write_json(
+                new / meta,
+                {"format": fmt, "base_model": self.config.model.name, "demo": True, "checkpoint": checkpoint},
+            )
             (new / weights).write_bytes(b"\0" * (4096 if fmt != "merged" else 65536))
         return [dest / meta, dest / weights]
 
@@ -206,17 +216,36 @@ class DemoRun:
                 lock.release()
 
     def _info(self) -> RunInfo:
+        from zoengine.tasks import DEFAULT_SIZES  # unset sizes: the engine's defaults (no data here)
+
         t = self.config.task
         return RunInfo(
             model=self.config.model.name,
             total_params=134_515_008,
             trainable_params=1_327_104 if self.config.adapter.method != "full" else 134_515_008,
-            n_train=t.n_train if t.n_train is not None else 1000,  # unset: the engine's defaults
-            n_dev=t.n_dev if t.n_dev is not None else 500,
-            n_test=t.n_test if t.n_test is not None else 1000,
+            n_train=t.n_train if t.n_train is not None else DEFAULT_SIZES["n_train"],
+            n_dev=t.n_dev if t.n_dev is not None else DEFAULT_SIZES["n_dev"],
+            n_test=t.n_test if t.n_test is not None else DEFAULT_SIZES["n_test"],
             total_steps=self.config.run.steps,
-            details={"device": "cpu", "dtype": "float32", "demo": True},
+            details={
+                "device": "cpu",
+                "dtype": "float32",
+                "demo": True,
+                "forward_schedule": self._forward_schedule(),
+            },
         )
+
+    def _queries(self, step: int) -> int:
+        """Queries of 0-based ``step``: an AdaZeta-like step-up, known in advance."""
+        return 1 + step // max(1, self.config.run.steps // 3)
+
+    def _forward_schedule(self) -> list[list[int]]:
+        out: list[list[int]] = []
+        for step in range(self.config.run.steps):
+            passes = 2 * self._queries(step)
+            if not out or out[-1][1] != passes:
+                out.append([step + 1, passes])
+        return out
 
     def _loop(self) -> None:
         """Same phases as the engine: pause/stop, one step, evaluation, checkpoint."""
@@ -233,7 +262,7 @@ class DemoRun:
             self._publish(event)
             if self._eval_now.is_set() or (cfg.eval_every and self.step % cfg.eval_every == 0):
                 self._eval_now.clear()
-                self._publish(self._eval("dev"))
+                self._publish_dev_eval()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self._checkpoint()
         self._checkpoint()
@@ -243,7 +272,12 @@ class DemoRun:
     def _wait_if_paused(self) -> None:
         if not self._running.is_set():
             self._set_status("paused")
-            self._running.wait()
+            while not self._running.wait(0.05):
+                if self._eval_now.is_set():  # evaluate now: at once, still paused
+                    self._eval_now.clear()
+                    self._set_status("paused", "evaluating dev")
+                    self._publish_dev_eval()
+                    self._set_status("paused", "dev evaluated")
             if not self._stop.is_set():
                 self._set_status("running", "resumed")
 
@@ -264,7 +298,7 @@ class DemoRun:
         while time.perf_counter() < deadline:  # Python-level work, like a real step's overhead
             sum(i * i for i in range(200))
         time.sleep(self.step_delay)
-        q = 1 + step // max(1, self.config.run.steps // 3)  # AdaZeta-like Q_k step-up
+        q = self._queries(step)
         grads = [self._rng.gauss(0.0, 1.0 / (1 + step / 100)) for _ in range(q)]
         self._forward_passes += 2 * q  # two-point estimate: two forwards per query
         extra: dict[str, Any] = {"q_k": q}
@@ -294,7 +328,19 @@ class DemoRun:
         }
         return {"gate_sparsity": round(frac, 3), "effective_rank": 8 * (1 - frac), "per_module": modules}
 
+    def _publish_dev_eval(self) -> None:
+        """A dev evaluation, and a best checkpoint when it improved (as the engine does)."""
+        best = self.best_dev_accuracy
+        self._publish(self._eval("dev"))
+        if self.best_dev_accuracy != best:
+            path = self.run_dir / "best.json"
+            atomic_write_json(path, {"step": self.step, "dev_accuracy": self.best_dev_accuracy})
+            self._publish(CheckpointSaved(step=self.step, path=str(path), best=True))
+
     def _eval(self, split: str) -> EvalDone:
+        for done in range(EVAL_BATCHES if self.eval_seconds else 1):  # as the engine: 0 of N first
+            self._publish(EvalProgress(step=self.step, split=split, done=done, total=EVAL_BATCHES, examples=64))
+            time.sleep(self.eval_seconds / EVAL_BATCHES)
         loss = self._loss(self.step)
         acc = round(1.1 - loss, 4)
         if split == "dev" and (self.best_dev_accuracy is None or acc > self.best_dev_accuracy):

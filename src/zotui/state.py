@@ -13,8 +13,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoengine.events import CheckpointSaved, EvalDone, Event, LogMessage, RunInfo, StatusChanged, StepLogged
+from zoengine.events import (
+    CheckpointSaved,
+    EvalDone,
+    EvalProgress,
+    Event,
+    LogMessage,
+    RunInfo,
+    StatusChanged,
+    StepLogged,
+)
 from zotui.series import DecimatedSeries, Ema
+
+RATE_WINDOW = 64  # recent steps the speed and the ETA are measured over
 
 
 @dataclass
@@ -44,12 +55,14 @@ class RunState:
     evals: list[EvalPoint] = field(default_factory=list)
     per_module: dict[str, dict[str, Any]] = field(default_factory=dict)
     effective_rank: float | None = None
-    last_checkpoint: int | None = None
+    last_checkpoint: int | None = None  # step of checkpoints/last
+    best_checkpoint: int | None = None  # step of checkpoints/best
     logs: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=500))
     log_total: int = 0  # lines ever logged; a viewer shows the ones it has not seen yet
     version: int = 0
     _ema: Ema = field(default_factory=Ema)
-    _rate: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    evaluating: EvalProgress | None = None  # the evaluation under way, if any
+    _timing: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> RunState:
@@ -66,7 +79,10 @@ class RunState:
             n += 1
             if isinstance(ev, StepLogged):
                 self._on_step(ev)
+            elif isinstance(ev, EvalProgress):
+                self.evaluating = ev
             elif isinstance(ev, EvalDone):
+                self.evaluating = None
                 self.evals.append(EvalPoint(ev.step, ev.split, ev.loss, ev.accuracy))
                 self._log(
                     "info",
@@ -74,6 +90,8 @@ class RunState:
                 )
             elif isinstance(ev, StatusChanged):
                 self.status, self.status_message = ev.status, ev.message
+                if ev.status not in ("running", "paused"):
+                    self.evaluating = None  # an evaluation cut short by a stop or a failure
                 tail = f" ({ev.message})" if ev.message else ""
                 level = "error" if ev.status in ("failed", "diverged") else "info"
                 self._log(level, f"status: {ev.status}{tail}")
@@ -83,7 +101,10 @@ class RunState:
                     "info", f"model {ev.model}: {ev.trainable_params:,} of {ev.total_params:,} trainable"
                 )
             elif isinstance(ev, CheckpointSaved):
-                self.last_checkpoint = ev.step
+                if ev.best:
+                    self.best_checkpoint = ev.step
+                else:
+                    self.last_checkpoint = ev.step
             elif isinstance(ev, LogMessage):
                 self._log(ev.level, ev.text)
         if n:
@@ -92,6 +113,8 @@ class RunState:
 
     def _on_step(self, ev: StepLogged) -> None:
         x = float(ev.step)
+        previous = self.last_step
+        self.evaluating = None
         self.last_step = ev
         self.steps_seen += 1
         self.loss.append(x, ev.loss)
@@ -109,7 +132,10 @@ class RunState:
             self.per_module = extra["per_module"]
         if extra.get("effective_rank") is not None:
             self.effective_rank = float(extra["effective_rank"])
-        self._rate.append((ev.time, ev.step))
+        passes = ev.forward_passes - previous.forward_passes if previous else 0
+        if passes <= 0 or (previous and ev.step != previous.step + 1):  # first step, resume, rollback
+            passes = max(1, 2 * ev.queries)
+        self._timing.append((max(0.0, ev.seconds), passes))
 
     def _log(self, level: str, text: str) -> None:
         self.logs.append((level, text))
@@ -127,27 +153,66 @@ class RunState:
         """Steps completed: ``StepLogged.step`` counts from 1 (the step just done)."""
         return self.last_step.step if self.last_step else 0
 
+    def seconds_per_step(self) -> float | None:
+        """Mean wall time of the recent steps themselves: pauses and evaluations are not in it."""
+        if not self._timing:
+            return None
+        total = sum(t for t, _ in self._timing)
+        return total / len(self._timing) if total > 0 else None
+
     def steps_per_second(self) -> float | None:
-        """Rate over the recent window of step events; None until two steps are known."""
-        if len(self._rate) < 2:
+        per_step = self.seconds_per_step()
+        return 1.0 / per_step if per_step else None
+
+    def forward_passes_left(self) -> int | None:
+        """Training forward passes still to do, from the run's schedule (AdaZeta's growing Q is
+        known in advance) or, without one, the recent passes per step for every step left."""
+        if not self.total_steps:
             return None
-        (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
-        if t1 <= t0 or s1 <= s0:
+        done = self.step
+        schedule = (self.info.details.get("forward_schedule") if self.info else None) or []
+        if schedule:
+            return remaining_passes(schedule, done, self.total_steps)
+        if not self._timing:
             return None
-        return (s1 - s0) / (t1 - t0)
+        per_step = sum(p for _, p in self._timing) / len(self._timing)
+        return round(per_step * max(0, self.total_steps - done))
 
     def eta_seconds(self) -> float | None:
-        rate = self.steps_per_second()
-        if not rate or not self.total_steps:
+        """Training time left: forward passes still to do × the recent seconds per forward pass
+        (pauses and evaluations excluded)."""
+        if not self._timing or not self.total_steps:
             return None
-        return max(0.0, (self.total_steps - self.step) / rate)
+        seconds = sum(t for t, _ in self._timing)
+        passes = sum(p for _, p in self._timing)
+        left = self.forward_passes_left()
+        if left is None or seconds <= 0 or passes <= 0:
+            return None
+        return left * seconds / passes
 
     def best_dev(self) -> EvalPoint | None:
         dev = [e for e in self.evals if e.split == "dev" and math.isfinite(e.accuracy)]
         return max(dev, key=lambda e: e.accuracy) if dev else None
 
+    def dev_accuracy_at(self, step: int | None) -> float | None:
+        """Dev accuracy of the evaluation at ``step`` (the last one there), None without one."""
+        found = [e.accuracy for e in self.evals if e.split == "dev" and e.step == step]
+        return found[-1] if found else None
+
     def dev_points(self) -> list[EvalPoint]:
         return [e for e in self.evals if e.split == "dev"]
+
+
+def remaining_passes(schedule: list[list[int]], done: int, total: int) -> int:
+    """Forward passes of steps ``done+1 .. total`` from a run-length schedule ``[[first, passes]]``."""
+    left = 0
+    for i, (first, passes) in enumerate(schedule):
+        end = schedule[i + 1][0] - 1 if i + 1 < len(schedule) else total  # last step of this run
+        lo = max(first, done + 1)
+        hi = min(end, total)
+        if hi >= lo:
+            left += (hi - lo + 1) * passes
+    return left
 
 
 def format_duration(seconds: float | None) -> str:

@@ -86,7 +86,9 @@ def test_runs_screen(snap_compare, make_demo_app, tmp_path: Path) -> None:
     assert snap_compare(make_demo_app(), terminal_size=(80, 24), run_before=open_runs)
 
 
-def test_help_screen(snap_compare, make_demo_app) -> None:
+def test_help_screen(snap_compare, make_demo_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOTUI_KEYMAP", "/home/me/.config/zotui/keymap.toml")  # the path it names
+
     async def open_help(pilot) -> None:  # noqa: ANN001
         await pilot.pause(0.2)
         pilot.app.set_focus(None)

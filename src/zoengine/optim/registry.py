@@ -86,7 +86,7 @@ class ZOSGDMomentumOptions(QueryOptions):
 @dataclass
 class AdaZetaOptions(ZOOptions):
     alpha: float = field(
-        default=0.85, metadata=_help("query scale factor α of Q_k = min(max(⌊α·e^β⌋, min_q), q_max), > 0")
+        default=0.85, metadata=_help("query scale factor α of Q_k = min(max(⌊α·k^β⌋, min_q), q_max) at epoch k, > 0")
     )
     beta: float | None = field(
         default=None,
@@ -225,6 +225,23 @@ class OptimizerSpec:
     preset: dict[str, Any]
     memory: str
     uses_backward: bool = False
+    buffers: int = 0  # float32 copies of the trainable set kept across steps (moments, gradients)
+
+    def bytes_per_trainable(self) -> int:
+        """Persistent bytes per trainable parameter beyond the float32 weight itself."""
+        return 4 * self.buffers
+
+    def queries_text(self) -> str:
+        """Queries (two-point estimates, 2 forward passes each) per step, as ``zoengine methods``
+        prints it."""
+        if self.uses_backward:
+            return "none: 1 forward + 1 backward per step"
+        names = {f.name: f for f in dataclasses.fields(self.options)}
+        if "q_max" in names:
+            return f"Q_k per epoch k, from min_q up to q_max (default {names['q_max'].default}); known in advance"
+        if "q" in names:
+            return f"q (default {names['q'].default})"
+        return "1"
 
     def option_help(self) -> dict[str, str]:
         """Option name → help text (for ``zoengine methods`` and the app's form)."""
@@ -249,6 +266,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "ZO-SGD with heavy-ball momentum on the ZO estimate (ZO-Bench ZO-SGD-MMT)",
             {"lr": 1e-6, "eps": 1e-3, "momentum": 0.9, "lr_schedule": "constant"},
             "+1x trainable (momentum buffer)",
+            buffers=1,
         ),
         OptimizerSpec(
             "zo_sgd_sign",
@@ -262,7 +280,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "adazeta",
             AdaZeta,
             AdaZetaOptions,
-            "multi-query RGE with AdaZeta's per-epoch schedule Q_k = min(max(⌊α·e^β⌋,1), Q_max)",
+            "multi-query RGE with AdaZeta's per-epoch schedule Q_k = min(max(⌊α·k^β⌋, 1), Q_max) at epoch k",
             {
                 "lr": 1e-4,
                 "eps": 1e-3,
@@ -291,6 +309,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                 "phi_beta2": 1.5,
             },
             "+1x trainable (perturbation momentum)",
+            buffers=1,
         ),
         OptimizerSpec(
             "zo_adam",
@@ -299,6 +318,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "ZO-Adam (ZO-AdaMM): Adam moments on the ZO estimate",
             {"lr": 1e-5, "eps": 1e-3, "lr_schedule": "constant", "beta1": 0.9, "beta2": 0.999},
             "+2x trainable (Adam moments)",
+            buffers=2,
         ),
         OptimizerSpec(
             "fo_adamw",
@@ -308,6 +328,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             {"lr": 1e-5, "weight_decay": 0.0, "lr_schedule": "linear"},
             "+2x trainable (Adam moments) + gradients + activations kept for backward",
             uses_backward=True,
+            buffers=3,
         ),
     )
 }

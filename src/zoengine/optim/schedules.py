@@ -84,9 +84,9 @@ def adazeta_beta_note(q_target: float, alpha: float, total_epochs: float, q_max:
 def adazeta_query_count(
     step: int, steps_per_epoch: int, alpha: float, beta: float, q_max: int, min_q: int = 1
 ) -> int:
-    """Queries Q_k at 0-based global ``step``: ``min(max(floor(alpha·e^beta), min_q), q_max)``.
+    """Queries Q_k at 0-based global ``step``: ``min(max(floor(alpha·k^beta), min_q), q_max)``.
 
-    ``e = step // steps_per_epoch`` is the 0-based epoch, so Q is constant within an epoch and
+    ``k = step // steps_per_epoch`` is the 0-based epoch, so Q is constant within an epoch and
     epoch 0 gets ``min_q`` (0^β = 0 is clamped), as in the authors' code.
     """
     epoch = step // max(1, steps_per_epoch)

@@ -51,9 +51,9 @@ class MezoSGD(ZOOptimizer):
 
 
 class AdaZeta(MezoSGD):
-    """Multi-query RGE with AdaZeta's schedule ``Q_k = min(max(⌊α·e_k^β⌋, min_q), q_max)``.
+    """Multi-query RGE with AdaZeta's schedule ``Q_k = min(max(⌊α·k^β⌋, min_q), q_max)`` at 0-based epoch k.
 
-    ``e_k`` is the 0-based epoch of step k (``steps_per_epoch`` from the data loader). β is given
+    ``k`` is the 0-based epoch of the step (``steps_per_epoch`` from the data loader). β is given
     directly or derived from ``q_target`` at the last epoch as the authors' code does:
     ``β = ln(q_target/α) / ln(E_total)``, ``E_total = total_steps / steps_per_epoch``, clamped to
     the paper's (0, 1]; a clamp leaves a warning in ``notes`` for the engine to log.

@@ -69,6 +69,23 @@ def figure_for(tab: str, state: RunState) -> Figure:
     return loss_figure(state)
 
 
+def progress_text(state: RunState, active: bool) -> str:
+    """``12/300 · 3.21 s/step · ETA 12:40``; during an evaluation its batches instead of the speed.
+
+    Speed and ETA come from the steps' own durations (pauses and evaluations excluded) and the
+    forward passes still to do; a run that is not active shows no speed (nothing is measured)."""
+    head = f"{state.step}/{state.total_steps or '?'}"
+    if active and state.evaluating is not None:
+        ev = state.evaluating
+        return f"{head} · evaluating {ev.split}: batch {ev.done}/{ev.total} ({ev.examples} examples)"
+    per_step = state.seconds_per_step() if active else None
+    if per_step is None:
+        return f"{head} · -- s/step · ETA --"
+    speed = f"{per_step:.2f} s/step" if per_step >= 0.1 else f"{1 / per_step:.1f} steps/s"
+    paused = " (paused)" if state.status == "paused" else ""
+    return f"{head} · {speed} · ETA {format_duration(state.eta_seconds())}{paused}"
+
+
 class RunView(Vertical):
     """Curves + numbers + log for one ``RunState`` (shared by the live dashboard and replays)."""
 
@@ -156,6 +173,7 @@ class DashboardScreen(Screen[None]):
         yield TextLine(id="run-title")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="progress")
+            yield ProgressBar(total=None, show_eta=False, id="eval-progress", classes="-hidden")
             yield TextLine(id="progress-text")
         device = self.runner.config.model.device if self.runner.config else None
         yield RunView(self.runner.state, None if device in (None, "auto") else device, id="run-view")
@@ -185,16 +203,23 @@ class DashboardScreen(Screen[None]):
             if cfg
             else ""
         )
-        status = state.status + (f" ({state.status_message})" if state.status_message else "")
+        ev = state.evaluating
+        if ev is not None:  # not "running (training)" at 0 steps/s for minutes
+            status = f"{state.status} · evaluating {ev.split}: {ev.done}/{ev.total} batches"
+        else:
+            status = state.status + (f" ({state.status_message})" if state.status_message else "")
         self.query_one("#run-title", TextLine).show(f"[b]{self.runner.run_dir.name}[/b] · {status}{what}")
         bar = self.query_one("#progress", ProgressBar)
         if state.total_steps:
             bar.update(total=state.total_steps, progress=state.step)
-        rate = state.steps_per_second() if self.runner.active else None
-        self.query_one("#progress-text", TextLine).show(
-            f"{state.step}/{state.total_steps or '?'} · {rate or 0:.2f} steps/s · "
-            f"ETA {format_duration(state.eta_seconds() if rate else None)}",
-        )
+        evaluating = state.evaluating if self.runner.active else None
+        eval_bar = self.query_one("#eval-progress", ProgressBar)
+        if evaluating is not None:
+            eval_bar.update(total=max(1, evaluating.total), progress=evaluating.done)
+        if eval_bar.has_class("-hidden") != (evaluating is None):
+            eval_bar.set_class(evaluating is None, "-hidden")
+            bar.set_class(evaluating is not None, "-hidden")
+        self.query_one("#progress-text", TextLine).show(progress_text(state, self.runner.active))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Run controls are shown dimmed when the run cannot take them."""
@@ -216,7 +241,8 @@ class DashboardScreen(Screen[None]):
     def action_evaluate_now(self) -> None:
         if self.runner.active:
             self.runner.run.request_eval()
-            self.notify("evaluation requested")
+            paused = self.runner.run.status == "paused"
+            self.notify("evaluating dev now (the run stays paused)" if paused else "evaluating dev after this step")
 
     def action_export(self) -> None:
         from zotui.screens.export import ExportScreen
@@ -226,7 +252,7 @@ class DashboardScreen(Screen[None]):
                 "export exports the last checkpoint; stop the run first for the latest weights",
                 severity="warning",
             )
-        self.app.push_screen(ExportScreen(self.runner.run, self.runner.run_dir))
+        self.app.push_screen(ExportScreen(self.runner.run, self.runner.run_dir, self.runner.state))
 
     def action_back_to_setup(self) -> None:
         """Pop back to the setup screen (even when the dashboard was opened from the runs screen)."""

@@ -23,6 +23,24 @@ from zoengine.errors import ZOError
 from zoengine.telemetry import format_bytes
 from zotui import catalog
 from zotui.backend import RunHandle
+from zotui.state import RunState
+
+CHECKPOINTS = ("best", "last")
+
+
+def checkpoint_text(state: RunState | None, chosen: str) -> str:
+    """Each checkpoint the dialog offers with its step and the dev accuracy measured there."""
+    if state is None:
+        return f"exports checkpoints/{chosen} (the run's log is not readable: step unknown)"
+    parts = []
+    for name, step in (("best", state.best_checkpoint), ("last", state.last_checkpoint)):
+        if step is None:
+            text = f"{name}: none yet" + (" (falls back to last)" if name == "best" else "")
+        else:
+            acc = state.dev_accuracy_at(step)
+            text = f"{name}: step {step}, dev accuracy " + (f"{acc:.3f}" if acc is not None else "--")
+        parts.append(f"[b]{text}[/b]" if name == chosen else text)
+    return " · ".join(parts)
 
 
 class ExportScreen(ModalScreen[list[Path] | None]):
@@ -33,13 +51,22 @@ class ExportScreen(ModalScreen[list[Path] | None]):
         Binding("ctrl+e", "export_now", "Export", id="export-now", tooltip="Write the files"),
     ]
 
-    def __init__(self, run: RunHandle | Callable[[str, Path], list[Path]], run_dir: Path) -> None:
-        """``run`` is a live run handle, or an export function ``(fmt, dest) -> files`` for a past run."""
+    def __init__(
+        self,
+        run: RunHandle | Callable[[str, Path], list[Path]],
+        run_dir: Path,
+        state: RunState | None = None,
+    ) -> None:
+        """``run`` is a live run handle, or an export function ``(fmt, dest) -> files`` for a past run;
+        ``state`` (the live run's) names each checkpoint's step and dev score, else the run's
+        ``metrics.jsonl`` is read."""
         super().__init__()
         self.run_or_export = run
         self.run_dir = Path(run_dir)
         self.formats = catalog.export_formats()
         self.fmt = next(iter(self.formats))
+        self.checkpoint = "best"
+        self.state = state
         self.written: list[Path] | None = None
 
     def compose(self) -> ComposeResult:
@@ -49,6 +76,12 @@ class ExportScreen(ModalScreen[list[Path] | None]):
                 for i, name in enumerate(self.formats):
                     yield RadioButton(name, value=i == 0, id=f"fmt-{name}")
             yield Static(self.formats[self.fmt], id="export-who", classes="hint")
+            with Horizontal(id="export-checkpoint-row"):
+                yield Label("checkpoint ")
+                with RadioSet(id="export-checkpoint"):
+                    for name in CHECKPOINTS:
+                        yield RadioButton(name, value=name == "best", id=f"ckpt-{name}")
+            yield Static("", id="export-ckpt-info", classes="hint")
             yield Label("destination")
             yield Input(str(self._default_dest(self.fmt)), id="export-dest")
             yield Checkbox("replace what the destination holds", False, id="export-force")
@@ -57,10 +90,39 @@ class ExportScreen(ModalScreen[list[Path] | None]):
                 yield Button("Export (^E)", id="export", variant="primary")
                 yield Button("Close (Esc)", id="close")
 
+    def on_mount(self) -> None:
+        if self.state is not None:
+            self._show_checkpoints(self.state)
+        elif getattr(self.app, "backend", None) is not None:
+            self._read_state()
+        else:
+            self._show_checkpoints(None)
+
+    @work(thread=True, exclusive=True, group="export-state", exit_on_error=False, description="read run log")
+    def _read_state(self) -> None:
+        try:
+            state: RunState | None = RunState.from_events(self.app.backend.read_events(self.run_dir))  # type: ignore[attr-defined]
+        except Exception:
+            state = None
+        self.app.call_from_thread(self._show_checkpoints, state)
+
+    def _show_checkpoints(self, state: RunState | None) -> None:
+        """``best: step 120, dev accuracy 0.734 · last: step 300, dev --`` (marking the chosen one)."""
+        if state is not None:
+            self.state = state
+        for info in self.query("#export-ckpt-info").results(Static):  # none once the dialog closed
+            info.update(checkpoint_text(self.state, self.checkpoint))
+
+    @on(RadioSet.Changed, "#export-checkpoint")
+    def _checkpoint_changed(self, event: RadioSet.Changed) -> None:
+        event.stop()
+        self.checkpoint = str(event.pressed.label)
+        self._show_checkpoints(None)
+
     def _default_dest(self, fmt: str) -> Path:
         return self.run_dir / "exports" / fmt
 
-    @on(RadioSet.Changed)
+    @on(RadioSet.Changed, "#export-format")
     def _format_changed(self, event: RadioSet.Changed) -> None:
         old_default = str(self._default_dest(self.fmt))
         self.fmt = str(event.pressed.label)
@@ -85,15 +147,18 @@ class ExportScreen(ModalScreen[list[Path] | None]):
             text = exc.one_line().replace("add --force", "tick 'replace'")
             self.query_one("#export-result", Static).update(f"[b red]not exported:[/] {text}")
             return
-        self.query_one("#export-result", Static).update(f"exporting {self.fmt}…")
-        self._export(self.fmt, path, force)
+        self.query_one("#export-result", Static).update(f"exporting {self.fmt} ({self.checkpoint})…")
+        self._export(self.fmt, path, force, self.checkpoint)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="export")
-    def _export(self, fmt: str, dest: Path, force: bool = False) -> list[Path]:
+    def _export(self, fmt: str, dest: Path, force: bool = False, checkpoint: str = "best") -> list[Path]:
         target = self.run_or_export
+        options: dict[str, object] = {"force": force}
+        if checkpoint != "best":  # the default everywhere; plain export functions need not know it
+            options["checkpoint"] = checkpoint
         if callable(target) and not hasattr(target, "export"):
-            return list(target(fmt, dest, force=force))
-        return list(target.export(fmt, dest, force=force))  # type: ignore[union-attr]
+            return list(target(fmt, dest, **options))
+        return list(target.export(fmt, dest, **options))  # type: ignore[union-attr]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "export":

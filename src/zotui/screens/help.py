@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Static
+
+from zotui.settings import keymap_path
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,13 @@ class HelpScreen(ModalScreen[None]):
             for k in self.keys:
                 table.add_row(k.key, k.description, k.action_id)
             yield table
+            remap = (
+                f"Keymap file: {keymap_path()} (or $ZOTUI_KEYMAP), read at start; TOML "
+                '[keys] action-id = "keys", e.g. start-run = "f9"'
+            )
             yield Static(
-                "Ctrl+P opens the command palette. Setup fields show their allowed values when invalid.",
+                escape(remap) + "\nCtrl+P opens the command palette. "
+                "Setup fields show their allowed values when invalid.",
                 id="help-footer",
             )
 

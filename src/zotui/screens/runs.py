@@ -21,7 +21,7 @@ from textual.worker import Worker, WorkerState
 from zoengine.errors import ZOError
 from zotui.backend import ACTIVE_STATUSES, RESUMABLE_STATUSES, RunRow
 from zotui.screens.dashboard import RunView
-from zotui.state import RunState
+from zotui.state import RunState, format_count
 from zotui.widgets.plots import Figure, Line, Points, SeriesPlot
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red")
@@ -118,7 +118,9 @@ class RunsScreen(Screen[None]):
         if len(chosen) < 2:
             self.notify("mark at least two runs with Space to overlay them", severity="warning")
             return
-        self.app.push_screen(ReplayScreen([r.path for r in chosen], [r.name for r in chosen]))
+        self.app.push_screen(
+            ReplayScreen([r.path for r in chosen], [r.name for r in chosen], [r.method for r in chosen])
+        )
 
     def action_resume_run(self) -> None:
         row = self.current()
@@ -145,15 +147,51 @@ class RunsScreen(Screen[None]):
             self.dismiss(None)
 
 
+COMPARE_COLUMNS = ("run", "method", "steps", "forward passes", "best dev", "test", "s/step")
+
+
+def comparison_rows(names: list[str], methods: list[str], states: list[RunState]) -> list[tuple[str, ...]]:
+    """One row of numbers per run for the comparison table (``COMPARE_COLUMNS``)."""
+    rows = []
+    for name, method, s in zip(names, methods, states, strict=True):
+        best = s.best_dev()
+        tests = [e for e in s.evals if e.split == "test"]
+        per_step = s.seconds_per_step()
+        rows.append(
+            (
+                name,
+                method or "--",
+                f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step),
+                format_count(s.last_step.forward_passes) if s.last_step else "--",
+                f"{best.accuracy:.3f} @ {best.step}" if best else "--",
+                f"{tests[-1].accuracy:.3f}" if tests else "--",
+                f"{per_step:.3g}" if per_step else "--",
+            )
+        )
+    return rows
+
+
 class ReplayScreen(Screen[None]):
     """One run's curves (the dashboard's view, read-only) or several runs overlaid."""
 
-    BINDINGS = [Binding("escape", "back", "Back", id="replay-back", tooltip="Back to the runs list")]
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="replay-back", tooltip="Back to the runs list"),
+        Binding(
+            "w",
+            "save_comparison",
+            "Save table",
+            id="save-comparison",
+            tooltip="Write the comparison table as CSV and Markdown under the runs home",
+        ),
+    ]
 
-    def __init__(self, paths: list[Path], names: list[str] | None = None) -> None:
+    def __init__(
+        self, paths: list[Path], names: list[str] | None = None, methods: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.paths = [Path(p) for p in paths]
         self.names = names or [p.name for p in self.paths]
+        self.methods = methods or [""] * len(self.paths)
         self.states: list[RunState] = []
         self.tailing = False  # re-reading the log of a run another process is still writing
 
@@ -165,6 +203,9 @@ class ReplayScreen(Screen[None]):
         else:
             yield SeriesPlot(id="compare-loss")
             yield SeriesPlot(id="compare-acc")
+            table: DataTable[str] = DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns(*COMPARE_COLUMNS)
+            yield table
         yield Footer()
 
     def on_mount(self) -> None:
@@ -183,6 +224,7 @@ class ReplayScreen(Screen[None]):
         if event.state != WorkerState.SUCCESS:
             return
         self.states = list(event.worker.result or [])
+        self.refresh_bindings()
         if len(self.paths) == 1:
             view = self.query_one(RunView)
             view.state = self.states[0]
@@ -203,10 +245,60 @@ class ReplayScreen(Screen[None]):
         for i, (name, s) in enumerate(named):
             dev = s.dev_points()
             acc.points.append(
-                Points(name, [e.step for e in dev], [e.accuracy for e in dev], COLORS[i % len(COLORS)], "dot")
+                Points(
+                    name,
+                    [e.step for e in dev],
+                    [e.accuracy for e in dev],
+                    COLORS[i % len(COLORS)],
+                    "dot",
+                    joined=True,
+                )
             )
         self.query_one("#compare-loss", SeriesPlot).show_figure(loss)
         self.query_one("#compare-acc", SeriesPlot).show_figure(acc)
+        table = self.query_one("#compare-table", DataTable)
+        table.clear()
+        for row in comparison_rows(self.names, self.methods, self.states):
+            table.add_row(*row)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "save_comparison":
+            return len(self.paths) > 1 and len(self.states) == len(self.paths)
+        return True
+
+    def action_save_comparison(self) -> None:
+        if len(self.paths) < 2 or len(self.states) != len(self.paths):
+            return
+        from zoengine.paths import runs_home
+
+        rows = comparison_rows(self.names, self.methods, self.states)
+        base = runs_home() / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+        try:
+            written = save_comparison(rows, base)
+        except OSError as exc:
+            self.notify(f"comparison not saved: {exc}", severity="error")
+            return
+        self.notify("comparison saved: " + ", ".join(str(p) for p in written))
 
     def action_back(self) -> None:
         self.dismiss(None)
+
+
+def save_comparison(rows: list[tuple[str, ...]], base: Path) -> list[Path]:
+    """``base``.csv and ``base``.md with ``COMPARE_COLUMNS`` and one row per run."""
+    import csv
+    import io
+
+    from zoengine.io import atomic_write_text
+
+    base.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COMPARE_COLUMNS)
+    writer.writerows(rows)
+    md = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + "---|" * len(COMPARE_COLUMNS)]
+    md += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    csv_path, md_path = base.with_suffix(".csv"), base.with_suffix(".md")
+    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_text(md_path, "\n".join(md) + "\n")
+    return [csv_path, md_path]

@@ -23,6 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Static, TabbedContent, TabPane
 
 from zoengine.config import LR_SCHEDULES, RunConfig
@@ -34,6 +35,8 @@ from zotui.widgets.config_form import FormField, field_id
 if TYPE_CHECKING:
     from zoengine.tune import TuneResult
 
+COMMON_KEYS = ("method", "name", "targets", *catalog.COMMON_OPTIMIZER_KEYS)  # not method options
+PREVIEW_DELAY = 0.4  # seconds of quiet after an edit before the slow previews recompute
 EXTRA = "+options"  # pseudo key: method options not covered by a spec field, as "k=v, k=v"
 DEFAULT_TOML = "zoengine-run.toml"
 FALLBACK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -151,6 +154,10 @@ class SetupScreen(Screen[None]):
         self.adapters = catalog.adapter_specs()
         self.errors: dict[str, str] = {}
         self._options_for: dict[str, str] = {}  # section -> method whose option fields are mounted
+        self._typed: dict[str, str] = {}  # method option key -> text the user typed (kept across methods)
+        self._targets_for: dict[str, str] = {config.adapter.method: as_text(config.adapter.targets)}
+        self._preview_timers: dict[str, Timer] = {}  # debounced slow previews: "count" / "task"
+        self._preview_asked: dict[str, int] = {"count": 0, "task": 0}  # latest request per preview
         self.tuned: TuneResult | None = None  # the cached sweep for the form's current config
 
     # --- layout ----------------------------------------------------------------------------------
@@ -185,6 +192,7 @@ class SetupScreen(Screen[None]):
                     "eval_every",
                     "eval_batch_size",
                     "checkpoint_every",
+                    "checkpoint_minutes",
                     "seed",
                     "name",
                     "output_dir",
@@ -374,17 +382,47 @@ class SetupScreen(Screen[None]):
     @on(FormField.Changed)
     async def _field_changed(self, event: FormField.Changed) -> None:
         key = event.form_field.key
+        section = key.split(".")[0]
         if key == "+model.zoo" and event.value:
             self.query_one("#f-model-name", FormField).set_value(event.value)
         elif key == "+preset" and event.value:
             self._apply_preset(event.value)
         elif key in ("adapter.method", "optimizer.name"):
-            section = key.split(".")[0]
-            await self._mount_method_options(section, event.value, {})
+            await self._switch_method(section, event.value)
+        elif section in ("adapter", "optimizer") and key.split(".", 1)[1] not in (*COMMON_KEYS, EXTRA):
+            self._typed[key] = event.value
         self._refresh_tuned(self.validate_form())
-        if key in ("model.name", "+model.zoo", "adapter.method", "adapter.targets", "task.name", "task.path"):
+        if key in ("model.name", "+model.zoo"):
             self._show_fetched()
-            self._refresh_slow_previews()
+        if section in ("model", "+model", "adapter"):
+            self.schedule_preview("count")
+        if section == "task":
+            self.schedule_preview("task")
+
+    async def _switch_method(self, section: str, method: str) -> None:
+        """New method: its own option fields at their defaults, except keys the user typed; the
+        adapter's targets are remembered per method (subset's parameter names mean nothing to tt)."""
+        old = self._options_for.get(section)
+        if old is None or old == method:
+            return  # not mounted yet (on_mount mounts the config's own options), or no change
+        if section == "adapter":
+            targets = self.query_one(f"#{field_id('adapter.targets')}", FormField)
+            self._targets_for[old] = targets.value
+            targets.set_value(self._targets_for.get(method, ""))
+        spec = (self.adapters if section == "adapter" else self.optimizers).get(method)
+        typed = {
+            o.key: self._typed[f"{section}.{o.key}"]
+            for o in (spec.options if spec else [])
+            if f"{section}.{o.key}" in self._typed
+        }
+        await self._mount_method_options(section, method, typed)
+
+    def schedule_preview(self, which: str, delay: float = PREVIEW_DELAY) -> None:
+        """Recompute the trainable count ("count") or the task preview ("task") once edits pause."""
+        timer = self._preview_timers.pop(which, None)
+        if timer is not None:
+            timer.stop()
+        self._preview_timers[which] = self.set_timer(delay, lambda: self._start_preview(which))
 
     def _apply_preset(self, name: str) -> None:
         values = self._presets(self.query_one("#f-optimizer-name", FormField).value).get(name, {})
@@ -407,35 +445,57 @@ class SetupScreen(Screen[None]):
         self.query_one("#model-fetched", Static).update(text)
 
     def _refresh_slow_previews(self) -> None:
-        cfg, errors = self.build_config()
-        if not errors:
-            self._slow_previews(cfg)
+        self._start_preview("count")
+        self._start_preview("task")
 
-    @work(
-        thread=True, exclusive=True, group="setup-preview", exit_on_error=False, description="setup preview"
-    )
-    def _slow_previews(self, cfg: RunConfig) -> None:
-        """Trainable count and task preview (may load a tokenizer or data; never on the UI thread)."""
+    def _start_preview(self, which: str) -> None:
+        """Start the worker for ``which`` on the form's config, or say which field blocks it."""
+        self._preview_timers.pop(which, None)
+        self._preview_asked[which] += 1
+        asked = self._preview_asked[which]
+        cfg, errors = self.build_config()
+        sections = ("model", "adapter") if which == "count" else ("task",)
+        blocking = [k for k in errors if k.split(".")[0] in sections]
+        if blocking:
+            label = "trainable parameters" if which == "count" else "preview"
+            self._show_preview(which, asked, f"{label}: -- (fix {blocking[0]} first)")
+        elif which == "count":
+            self._count_preview(cfg, asked)
+        else:
+            self._task_preview(cfg, asked)
+
+    @work(thread=True, exclusive=True, group="setup-count", exit_on_error=False, description="trainable count")
+    def _count_preview(self, cfg: RunConfig, asked: int) -> None:
+        """Trainable count on a weightless model (may read a model config; never on the UI thread)."""
         try:
             counts = catalog.trainable_count(cfg)
-            count_text = (
+            text = (
                 f"trainable parameters: {counts[0]:,} of {counts[1]:,} ({100 * counts[0] / max(1, counts[1]):.2f}%)"
                 if counts
                 else "trainable parameters: --"
             )
         except Exception as exc:
-            count_text = f"trainable parameters: unavailable ({exc})"
+            text = f"trainable parameters: unavailable ({exc})"
+        self.app.call_from_thread(self._show_preview, "count", asked, text)
+
+    @work(thread=True, exclusive=True, group="setup-task", exit_on_error=False, description="task preview")
+    def _task_preview(self, cfg: RunConfig, asked: int) -> None:
+        """One rendered example and the split sizes (may read the data; never on the UI thread)."""
         try:
             preview = catalog.task_preview(cfg)
-            preview_text = f"preview:\n{preview}" if preview else "preview: --"
+            text = f"preview:\n{preview}" if preview else "preview: --"
         except Exception as exc:
-            preview_text = f"preview: unavailable ({exc})"
-        self.app.call_from_thread(self._show_previews, count_text, preview_text)
+            text = f"preview: unavailable ({exc})"
+        self.app.call_from_thread(self._show_preview, "task", asked, text)
 
-    def _show_previews(self, count_text: str, preview_text: str) -> None:
-        if self.is_mounted:
-            self.query_one("#trainable-count", Static).update(count_text)
-            self.query_one("#task-preview", Static).update(preview_text)
+    def _show_preview(self, which: str, asked: int, text: str) -> None:
+        """Show a preview unless a newer request superseded it (thread workers cannot be cancelled,
+        so an older, slower one may finish last)."""
+        if asked != self._preview_asked[which]:
+            return
+        target = "#trainable-count" if which == "count" else "#task-preview"
+        for widget in self.query(target).results(Static):  # none once the screen is gone
+            widget.update(text)
 
     # --- the cached lr sweep ("use tuned lr") ---------------------------------------------------------
 
@@ -601,6 +661,8 @@ class SetupScreen(Screen[None]):
     async def load_config(self, cfg: RunConfig, path: Path | None) -> None:
         """Fill every field from ``cfg`` (method option fields are rebuilt for its methods)."""
         self.base, self.config_path = cfg, path
+        self._typed.clear()
+        self._targets_for = {cfg.adapter.method: as_text(cfg.adapter.targets)}
         for f in self.fields():
             section, _, name = f.key.partition(".")
             if not f.key.startswith("+") and name != EXTRA and hasattr(getattr(cfg, section), name):
@@ -608,6 +670,7 @@ class SetupScreen(Screen[None]):
         await self._mount_method_options("adapter", cfg.adapter.method, cfg.adapter.options, force=True)
         await self._mount_method_options("optimizer", cfg.optimizer.name, cfg.optimizer.options, force=True)
         self._refresh_tuned(self.validate_form())
+        self._refresh_slow_previews()
 
     @on(Button.Pressed, "#cli")
     def action_show_cli(self) -> None:

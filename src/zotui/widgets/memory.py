@@ -7,7 +7,15 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import Static
 
-from zoengine.telemetry import Reading, format_bytes, memory_snapshot
+from zoengine.telemetry import (
+    NVML_WHAT,
+    TORCH_WHAT,
+    Reading,
+    format_bytes,
+    gpu_line,
+    gpu_utilization,
+    memory_snapshot,
+)
 
 REFRESH_SECONDS = 2.0
 
@@ -15,6 +23,11 @@ REFRESH_SECONDS = 2.0
 def _default_source() -> Callable[[str | None], list[Reading]]:
     """Looked up at call time, so tests can swap in fixed readings for screenshots."""
     return memory_snapshot
+
+
+def _utilization(device: str | None) -> int | None:
+    """NVML utilisation, looked up at call time (tests swap it in)."""
+    return gpu_utilization(device)
 
 
 class MemoryPanel(Static):
@@ -48,16 +61,21 @@ class MemoryPanel(Static):
         except Exception as exc:  # telemetry is never worth crashing the dashboard
             self.update(f"memory: unavailable ({exc})")
             return
-        table = self._table(self.readings)
+        on_gpu = any(r.what in (TORCH_WHAT, NVML_WHAT) for r in self.readings)
+        gpu = gpu_line(self.readings, _utilization(self.device) if on_gpu else None)
+        table = self._table(self.readings, gpu)
         if table.plain != self._shown:  # the same figures again: no render at all
             same_height = table.plain.count("\n") == self._shown.count("\n")
             self._shown = table.plain
             self.update(table, layout=not same_height)
 
     @staticmethod
-    def _table(readings: list[Reading]) -> Text:
-        """Readings grouped under what they measure: "torch allocator, this process" etc."""
+    def _table(readings: list[Reading], gpu: str = "") -> Text:
+        """The GPU line, then readings grouped under what they measure ("torch allocator, this
+        process" etc.)."""
         text = Text(no_wrap=True, overflow="ellipsis")
+        if gpu:
+            text.append(f"{gpu}\n", style="bold" if "none" not in gpu else "dim")
         last_what = None
         for r in readings:
             if r.what != last_what:

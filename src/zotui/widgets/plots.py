@@ -48,6 +48,7 @@ class Points:
     color: str = "yellow"
     marker: str = "dot"
     yside: str = "left"
+    joined: bool = False  # True: joined by a line (one run's evaluations in a comparison)
 
 
 @dataclass
@@ -107,9 +108,8 @@ class SeriesPlot(PlotextPlot):
                 drawn = True
         for pts in fig.points:
             if pts.xs:
-                plt.scatter(
-                    pts.xs, pts.ys, label=pts.label, color=pts.color, marker=pts.marker, yside=pts.yside
-                )
+                draw = plt.plot if pts.joined else plt.scatter
+                draw(pts.xs, pts.ys, label=pts.label, color=pts.color, marker=pts.marker, yside=pts.yside)
                 drawn = True
         title = fig.title if drawn else f"{fig.title} (waiting for data)"
         plt.title(title)
