@@ -240,6 +240,26 @@ def report(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows_out
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The README table: one line per row, the target columns first."""
+    lines = [
+        "| adapter | optimizer | lr (calibrated) | trainable | steps | forward passes | seeds "
+        "| test acc mean (min) | vs zero-shot | test loss | gate sparsity | s/step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        zs = r["zero_shot_test_acc"]
+        delta = f"{100 * (r['test_acc_mean'] - zs):+.1f} pts" if zs is not None else "—"
+        sparsity = f"{r['gate_sparsity']:.2f}" if r["gate_sparsity"] is not None else "—"
+        seeds = ",".join(str(s) for s in r["seeds"]) + ("" if r["complete"] else " (partial)")
+        lines.append(
+            f"| {r['row'].split(':')[0]} | {r['optimizer']} | {r['lr']:.3g} | {r['trainable']:,} | {r['steps']} "
+            f"| {r['forward_passes']} | {seeds} | **{r['test_acc_mean']:.3f}** ({r['test_acc_min']:.3f}) "
+            f"| {delta} | {r['test_loss_mean']:.3f} | {sparsity} | {r['seconds_per_step']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict[str, Any]], zero_shot_acc: float | None) -> None:
     try:
         import matplotlib
@@ -267,6 +287,7 @@ def plot(rows: list[dict[str, Any]], zero_shot_acc: float | None) -> None:
 
 
 def main() -> None:
+    global RESULTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default=None, help="adapter:optimizer,... (default: the whole matrix)")
     ap.add_argument("--best-adapter", default="tt", choices=list(ADAPTERS))
@@ -279,8 +300,10 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=300, help="training forward passes per run")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--report", action="store_true", help="only rebuild matrix.json and the plot")
+    ap.add_argument("--results", default=str(RESULTS), help="output folder (default bench/results)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: ROW:SEED:OUT
     args = ap.parse_args()
+    RESULTS = Path(args.results)
     args.row_list = args.rows.split(",") if args.rows else all_rows(args.best_adapter)
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     if args.one:
@@ -288,8 +311,8 @@ def main() -> None:
         run_one(row, int(seed), args, Path(out))
         return
     if args.report:
-        for r in report(args):
-            print(json.dumps({k: r[k] for k in ("row", "lr", "test_acc_mean", "test_acc_min", "complete")}))
+        rows = report(args)
+        print(markdown(rows))
         return
     runs_dir = RESULTS / "matrix_runs"
     runs_dir.mkdir(parents=True, exist_ok=True)

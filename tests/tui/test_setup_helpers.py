@@ -106,9 +106,15 @@ def test_trainable_count_and_preview_on_a_local_model(tiny_llama_dir: Path, tmp_
     assert any(line.startswith("label words: ") for line in preview)
 
 
-def test_app_default_config_is_the_measured_cpu_default() -> None:
+def test_app_default_config_is_a_papers_method_at_its_calibrated_lr() -> None:
     cfg = catalog.default_config().validate()
-    assert cfg.adapter.method == "subset" and cfg.adapter.targets == ["model.norm"]
-    assert cfg.optimizer.lr == 5e-3 and cfg.run.steps == 300
+    assert cfg.adapter.method in ("lora_xs", "sora", "tt")
+    assert cfg.optimizer.name in ("mezo_sgd", "adazeta", "zo_adamu")
+    assert cfg.optimizer.lr is None and cfg.run.steps == 300  # lr: the calibrated rule
+    assert cfg.task.n_train is None and cfg.task.n_dev is None  # split sizes follow the data
     line = cli_command(cfg, RunConfig(), None)  # "show CLI" spells out what differs from the CLI default
-    assert "--set adapter.method=subset" in line and "--set optimizer.lr=0.005" in line
+    assert f"--set adapter.method={cfg.adapter.method}" in line
+    example = RunConfig.load(Path(__file__).resolve().parents[2] / "examples" / "rotten-tomatoes-tt.toml")
+    assert (example.adapter.method, example.optimizer.name, example.optimizer.lr, example.run.steps) == (
+        cfg.adapter.method, cfg.optimizer.name, cfg.optimizer.lr, cfg.run.steps
+    )  # the README's measured default run is the app's default

@@ -35,10 +35,10 @@ LR_CONSTANTS: dict[str, tuple[float, float]] = {
     "subset": (2.9, 0.12),
     "full": (2.9, 0.12),
     "bitfit": (2.9, 0.12),
-    "lora": (2.4e4, 16.0),
+    "lora": (8.0e3, 1.5),
     "lora_xs": (1.3, 0.12),
-    "sora": (2.4e4, 16.0),
-    "tt": (118.0, 0.34),
+    "sora": (8.0e3, 1.5),
+    "tt": (350.0, 0.34),
 }
 _FALLBACK = (2.9, 0.12)
 FIRST_ORDER_LR = 1e-4
