@@ -175,6 +175,13 @@ class RunSettings:
             "(0 = stop at the first divergence and keep no in-memory snapshot)"
         },
     )
+    parallel: str = field(
+        default="data",
+        metadata={
+            "help": "with several processes (--nproc / torchrun): data (each rank takes a shard of "
+            "the batch) | query (each rank takes a share of the step's queries, whole batch)"
+        },
+    )
 
 
 @dataclass
@@ -295,6 +302,7 @@ class RunConfig:
         for name in ("n_train", "n_dev", "n_test"):
             if getattr(t, name) is not None and getattr(t, name) < 0:
                 raise ConfigError(f"must be >= 0 (got {getattr(t, name)})", field=f"task.{name}")
+        _choice("run.parallel", r.parallel, ("data", "query"))
         for name, seed in (("task.seed", t.seed), ("run.seed", r.seed)):
             if not (0 <= seed < 2**32):
                 raise ConfigError(f"must be an integer in 0..{2**32 - 1} (got {seed})", field=name)

@@ -130,6 +130,8 @@ class Run:
         self.forward_passes = 0
         self.tokens = 0
         self.guard: Any = None  # DivergenceGuard, built after setup
+        # zoengine.distributed.Dist: this process's rank (joined in run(); a world of 1 without torchrun)
+        self.dist: Any = None
 
     # --- control (any thread) ---------------------------------------------------------------------
 
@@ -231,9 +233,10 @@ class Run:
     def run(self) -> None:
         """Execute the whole run in the calling thread. Errors end as status 'failed'."""
         try:
-            self._prepare_dir()
+            self._join_job()
+            self.dist.together("preparing the run directory", self._prepare_dir)
             self._set_status("loading", "loading model and data")
-            self._setup()
+            self.dist.together("loading model and data", self._setup)
             if self._stop.is_set():
                 self._set_status("stopped", "stopped before training")
                 return
@@ -272,6 +275,20 @@ class Run:
             return "no checkpoint was written yet"
         return f"the last checkpoint at step {step} is intact"
 
+    def _join_job(self) -> None:
+        """Join the torchrun job if there is one (zoengine.distributed); all ranks use rank 0's run dir."""
+        from zoengine import distributed
+
+        if self.dist is None:
+            self.dist = distributed.from_env(mode=self.config.run.parallel)
+        if self.dist.enabled:
+            self.run_dir = Path(self.dist.broadcast_object(str(self.run_dir), "agreeing on the run directory"))
+
+    @property
+    def _is_main(self) -> bool:
+        """The rank that writes the run directory (the only one without torchrun)."""
+        return self.dist is None or self.dist.is_main
+
     def _prepare_dir(self) -> None:
         """Take the run directory's lock, then create the run (train) or repair it (resume).
 
@@ -281,6 +298,8 @@ class Run:
         """
         from zoengine import checkpoint, rundir
 
+        if not self._is_main:  # rank 0 owns the folder; the others only read checkpoints on resume
+            return
         self._dir_lock = rundir.acquire_lock(self.run_dir)
         notes: list[str] = []
         if self.resuming:
@@ -353,6 +372,14 @@ class Run:
         )
         for note in getattr(self.optimizer, "notes", []):
             self._log(note, "warning")
+        if self.dist is not None and self.dist.enabled:
+            if self.optimizer.uses_backward:
+                raise ZOError(
+                    f"{cfg.optimizer.name} is first-order: multi-process runs take zeroth-order methods",
+                    field="optimizer.name",
+                )
+            self.optimizer.query_split = self.dist.query_split()
+            self._log(f"distributed: {self.dist.describe()}")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, make_lr_lambda(cfg.optimizer, cfg.run.steps)
         )
@@ -451,7 +478,7 @@ class Run:
                     self._wait_while_paused()
                     if not self._stop.is_set():
                         self._set_status("running", "resumed")
-                if self._stop.is_set():
+                if self._stop_agreed():
                     break
                 # 3. one optimizer step on the step's batch (a divergence rolls back instead)
                 try:
@@ -481,6 +508,14 @@ class Run:
                 self._set_status("paused", "evaluating dev")
                 self._dev_eval_and_track()
                 self._set_status("paused", "dev evaluated")
+
+    def _stop_agreed(self) -> bool:
+        """A stop request; with several ranks, one rank's request stops them all at this step."""
+        if self.dist is None or not self.dist.enabled:
+            return self._stop.is_set()
+        if self.dist.any(self._stop.is_set()):
+            self._stop.set()
+        return self._stop.is_set()
 
     def _checkpoint_due(self) -> bool:
         """``run.checkpoint_minutes`` of wall time since the last checkpoint (or the run's start)."""
@@ -554,11 +589,15 @@ class Run:
         if self.guard is not None:
             self.guard.before_step(self.step)
         idx = batch_indices(self.step, len(self.task.train), cfg.run.batch_size, cfg.run.seed)
-        batch = self.objective.make_batch([self.task.train[i] for i in idx])
+        dist = self.dist if self.dist is not None and self.dist.enabled else None
+        if dist is not None:
+            idx = dist.shard(idx)  # data-parallel: this rank's share of the global batch
+        batch = self.objective.make_batch([self.task.train[i] for i in idx]) if idx else None
         opt, objective = self.optimizer, self.objective
+        sent0 = dist.bytes_sent if dist is not None else 0
 
         def closure() -> torch.Tensor:
-            if self._stop.is_set():
+            if self._stop.is_set() and dist is None:  # ranks agree on stops between steps
                 raise _StopRequested
             if opt.uses_backward:
                 opt.zero_grad(set_to_none=True)
@@ -571,7 +610,7 @@ class Run:
 
         t0 = time.perf_counter()
         try:
-            loss = opt.step(closure)
+            loss = opt.step(dist.reduce_closure(closure, len(idx)) if dist is not None else closure)
         except _StopRequested:
             self._log(f"stop requested during step {self.step + 1}; the partial step was discarded")
             raise
@@ -579,7 +618,7 @@ class Run:
         stats = dict(opt.last_stats)
         queries = int(stats.pop("queries", 1))
         self.forward_passes += int(stats.pop("forward_passes", 2 * queries))  # spent, even if rolled back
-        self.tokens += batch.tokens * max(1, 2 * queries if not opt.uses_backward else 1)
+        self.tokens += (batch.tokens if batch is not None else 0) * max(1, 2 * queries if not opt.uses_backward else 1)
         if self.guard is not None:
             pgs = [float(g) for g in stats.get("projected_grads", [])]
             problem = self.guard.check_step(float(loss), pgs)
@@ -594,6 +633,8 @@ class Run:
             self.guard.accept(self.step, float(loss))
         extra = {k: v for k, v in stats.items() if k not in ("projected_grads",)}
         extra.update(self.handle.stats())
+        if dist is not None:
+            extra["comm_bytes"] = dist.bytes_sent - sent0  # what this rank sent in this step
         self._emit(
             StepLogged(
                 step=self.step,
@@ -620,6 +661,9 @@ class Run:
                 "stopped", f"stopped at step {self.step}; resume with `zoengine resume {self.run_dir}`"
             )
             return
+        if not self._is_main:  # rank 0 tests and reports; the others are done
+            self._set_status("finished", f"finished {self.step} steps")
+            return
         # final: test on the best checkpoint (the final dev eval ran in _train)
         used, used_step = self._load_best_for_test()
         if self.task.test:
@@ -641,6 +685,10 @@ class Run:
     def _save_checkpoint(self) -> None:
         from zoengine import checkpoint
 
+        if not self._is_main:  # rank 0 writes; every rank holds the same state
+            self._saved_step = self.step
+            self._checkpoint_clock = time.monotonic()
+            return
         kill_point("checkpoint-start")
         data, tensors = checkpoint.pack(
             {
@@ -670,6 +718,8 @@ class Run:
     def _save_best(self) -> None:
         from zoengine import checkpoint
 
+        if not self._is_main:
+            return
         target = checkpoint.write(
             self.run_dir / "checkpoints",
             "best",

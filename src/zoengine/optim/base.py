@@ -106,6 +106,9 @@ class ZOOptimizer(torch.optim.Optimizer):
             restore if restore != "auto" else ("exact" if nbytes <= EXACT_RESTORE_AUTO_BYTES else "inplace")
         )
         self.last_stats: dict[str, Any] = {}
+        # Query-parallel hook (zoengine.distributed.QuerySplit): this rank evaluates only the queries
+        # it ``owns`` and ``gather`` fills in the others' losses; None = every query here.
+        self.query_split: Any = None
 
     # --- parameters and noise ------------------------------------------------------------------
 
@@ -283,15 +286,19 @@ class ZOOptimizer(torch.optim.Optimizer):
         lms: list[float] = []
         offset = 0.0  # current displacement, in units of eps·u(seed)
         seed = 0
+        split = self.query_split
         try:
             for j in range(n_q):
                 seed = self._draw_seed()
-                self._perturb(params, seed, +1.0)
+                mine = split is None or split.owns(j, n_q)
+                if mine or snapshot is None:  # another rank's query: replay its ±ε (same float path)
+                    self._perturb(params, seed, +1.0)
                 offset = 1.0
-                lp = _as_float(closure())
-                self._perturb(params, seed, -2.0)
+                lp = _as_float(closure()) if mine else math.nan
+                if mine or snapshot is None:
+                    self._perturb(params, seed, -2.0)
                 offset = -1.0
-                lm = _as_float(closure())
+                lm = _as_float(closure()) if mine else math.nan
                 if snapshot is not None:
                     self._copy_back(params, snapshot)
                     offset = 0.0
@@ -309,6 +316,9 @@ class ZOOptimizer(torch.optim.Optimizer):
             elif offset != 0.0:
                 self._perturb(params, seed, -offset)
             raise
+        if split is not None:  # every rank now holds every query's losses, hence the same pgs
+            lps, lms = split.gather(seeds, lps, lms)
+            pgs = [(lp - lm) / (2.0 * eps) for lp, lm in zip(lps, lms, strict=True)]
         return seeds, pgs, lps, lms, offset != 0.0
 
     @staticmethod

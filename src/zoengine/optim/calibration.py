@@ -15,6 +15,11 @@ The constants ``c`` are per adapter method (per-coordinate curvature differs by 
 between a norm scale, a LoRA B matrix and a tensor-train core) and were measured with
 ``zoengine tune`` on smollm2-135m-instruct + rotten-tomatoes (batch 8, 20 steps, 96 dev examples;
 see ``bench/results/calibration.json``): ``c = η_tuned · d`` (or ``· √d``) at the measured d.
+The default is set a factor ≈ 2 below the sweep's pick (between the largest lr that learned and the
+first that diverged): a 16-step sweep rewards steps that a 300-step run does not survive.
+Adaptive constants are derived, not yet swept: an Adam/sign step moves a coordinate by about
+``lr_sgd·|projected_grad|`` of the SGD step it replaces, with |projected_grad| ≈ 1 measured on TT
+(0.2 on the norm scale), times 0.7 for safety: ``c_adaptive ≈ 0.7·c_sgd/√d``.
 A user's own model, rank or targets then get ``c/d`` for their d; ``zoengine tune`` refines it.
 """
 
@@ -32,13 +37,13 @@ MOMENTUM_OPTIMIZERS = ("zo_sgd_mmt",)
 
 # adapter method -> (c for η = c/d with ZO-SGD, c for η = c/√d with adaptive methods)
 LR_CONSTANTS: dict[str, tuple[float, float]] = {
-    "subset": (2.9, 0.12),
-    "full": (2.9, 0.12),
-    "bitfit": (2.9, 0.12),
-    "lora": (8.0e3, 1.5),
-    "lora_xs": (1.3, 0.12),
-    "sora": (8.0e3, 1.5),
-    "tt": (350.0, 0.34),
+    "subset": (2.9, 0.05),
+    "full": (2.9, 0.05),
+    "bitfit": (2.9, 0.05),
+    "lora": (8.0e3, 3.5),
+    "lora_xs": (13.0, 0.08),
+    "sora": (8.0e3, 3.5),
+    "tt": (350.0, 0.7),
 }
 _FALLBACK = (2.9, 0.12)
 FIRST_ORDER_LR = 1e-4

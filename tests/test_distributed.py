@@ -1,0 +1,272 @@
+"""Data- and query-parallel ZO on 2 CPU processes (gloo) equal one process over the same batches.
+
+The ranks are started with ``torch.multiprocessing.spawn`` on a free port of 127.0.0.1 and join
+through ``zoengine.distributed.from_env`` (the torchrun environment variables), as under torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from test_engine import NEG, POS, tiny_config
+from zoengine.distributed import Dist, QuerySplit, from_env, shard_bounds
+from zoengine.engine import batch_indices
+from zoengine.optim.zo_adam import ZOAdam
+from zoengine.optim.zo_adamu import ZOAdaMU
+from zoengine.optim.zo_sgd import AdaZeta, MezoSGD
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+
+N_TRAIN, BATCH, STEPS = 13, 5, 6  # 13 examples: the epoch's last batch is short (3), shards 3+2 / 2+1
+
+# (name, optimizer factory, parallel mode)
+CASES = {
+    "mezo_sgd-data": (lambda ps: MezoSGD(ps, lr=1e-3, eps=1e-3, seed=3), "data"),
+    "zo_adam-data": (lambda ps: ZOAdam(ps, lr=1e-3, eps=1e-3, seed=3), "data"),
+    "zo_adamu-data": (lambda ps: ZOAdaMU(ps, lr=1e-3, eps=1e-3, T1=2, T2=4, T3=STEPS, seed=3), "data"),
+    "mezo_sgd_q3-query": (lambda ps: MezoSGD(ps, lr=1e-3, eps=1e-3, q=3, seed=3), "query"),
+    "mezo_sgd_q3_inplace-query": (
+        lambda ps: MezoSGD(ps, lr=1e-3, eps=1e-3, q=3, seed=3, restore="inplace"),
+        "query",
+    ),
+    "adazeta-query": (
+        lambda ps: AdaZeta(
+            ps, lr=1e-3, eps=1e-3, alpha=2.0, beta=1.0, q_max=7, min_q=3, steps_per_epoch=1, total_steps=STEPS, seed=3
+        ),
+        "query",
+    ),
+    "zo_adam_q4-query": (lambda ps: ZOAdam(ps, lr=1e-3, eps=1e-3, q=4, seed=3), "query"),
+}
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(N_TRAIN, 8, generator=g), torch.randint(0, 3, (N_TRAIN,), generator=g)
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+
+def train(case: str, dist: Dist) -> tuple[list[float], dict[str, torch.Tensor], int]:
+    """STEPS optimizer steps of ``case``; (per-step losses, final tensors, bytes this rank sent)."""
+    factory, _ = CASES[case]
+    x, y = _data()
+    model = _model()
+    opt = factory(list(model.parameters()))
+    opt.query_split = dist.query_split()
+    sent0 = dist.bytes_sent
+    losses = []
+    for step in range(STEPS):
+        idx = dist.shard(batch_indices(step, N_TRAIN, BATCH, seed=1))
+
+        def local(idx: list[int] = idx) -> torch.Tensor:
+            return F.cross_entropy(model(x[idx]), y[idx])  # mean over this rank's shard
+
+        losses.append(float(opt.step(dist.reduce_closure(local, len(idx)))))
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}, dist.bytes_sent - sent0
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    results = {}
+    base = from_env(timeout_s=60)
+    try:
+        for case, (_, mode) in CASES.items():
+            base.mode = mode
+            results[case] = train(case, base)
+    finally:
+        torch.save({"rank": rank, "backend": base.backend, "results": results}, Path(out) / f"rank{rank}.pt")
+        base.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("dist")
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt") for r in range(2)]
+
+
+def _single(case: str) -> tuple[list[float], dict[str, torch.Tensor], int]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(case, Dist(mode=CASES[case][1]))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_shard_bounds_cover_the_batch_once():
+    for n in range(0, 12):
+        for world in (1, 2, 3, 5):
+            parts = [shard_bounds(n, r, world) for r in range(world)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+            sizes = [b - a for a, b in parts]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_single_process_dist_is_a_no_op():
+    d = Dist()
+    assert not d.enabled and d.is_main and d.query_split() is None
+    assert d.shard([1, 2, 3]) == [1, 2, 3]
+    assert d.all_reduce_sum([1.5, 2.0]) == [1.5, 2.0]
+    fn = lambda: torch.tensor(1.0)  # noqa: E731
+    assert d.reduce_closure(fn, 3) is fn
+
+
+def test_query_split_round_robin():
+    split = QuerySplit(Dist(rank=1, world_size=2))
+    assert [j for j in range(5) if split.owns(j, 5)] == [1, 3]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_ranks_equal_one_process(two_ranks, case):
+    """Per-step losses and final trainable tensors of 2 gloo ranks = 1 process (float32, 1e-6)."""
+    assert two_ranks[0]["backend"] == "gloo"
+    ref_losses, ref_tensors, _ = _single(case)
+    for r in two_ranks:
+        losses, tensors, sent = r["results"][case]
+        assert losses == pytest.approx(ref_losses, abs=1e-6, rel=0)
+        for name, ref in ref_tensors.items():
+            assert torch.allclose(tensors[name], ref, atol=1e-6, rtol=0), (case, r["rank"], name)
+        assert sent > 0
+    # every rank applied the identical update: the ranks agree bit for bit
+    a, b = (r["results"][case] for r in two_ranks)
+    assert a[0] == b[0]
+    assert all(torch.equal(a[1][k], b[1][k]) for k in a[1])
+
+
+def test_bytes_per_step_are_a_few_floats_per_query(two_ranks):
+    _, _, sent = two_ranks[0]["results"]["mezo_sgd-data"]
+    assert sent == STEPS * 2 * 16  # q = 1: one (sum, count) float64 pair per forward
+    _, _, sent_q = two_ranks[0]["results"]["mezo_sgd_q3-query"]
+    assert sent_q == STEPS * 2 * 24  # q = 3 over 2 ranks: 2 rows of (seed, l+, l-) per step
+
+
+# --- the engine on 2 ranks: only rank 0 writes, losses equal 1 process, a failing rank stops all ----
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path):
+    path = tmp_path / "sentiment.csv"
+    rows = ["text,label"] + [f"{t},positive" for t in POS * 3] + [f"{t},negative" for t in NEG * 3]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _engine_worker(rank: int, world: int, port: int, cfg, fail_at: int, out: str) -> None:
+    from zoengine.engine import Run
+    from zoengine.events import StepLogged
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        ZO_DIST_TIMEOUT="20",
+    )
+    run = Run(cfg)
+    if fail_at and rank == 1:
+
+        def on_event(e):
+            if isinstance(e, StepLogged) and e.step == fail_at:
+                def broken(batch):
+                    raise RuntimeError("rank 1 ran out of memory (simulated)")
+
+                run.objective.loss = broken
+
+        run.subscribe(on_event)
+    import time
+
+    t0 = time.monotonic()
+    run.run()
+    tensors = {k: v.detach().clone() for k, v in run.handle.trainable_state_dict().items()} if run.handle else {}
+    torch.save(
+        {"status": run.status, "error": run.error, "step": run.step, "run_dir": str(run.run_dir),
+         "tensors": tensors, "seconds": time.monotonic() - t0},
+        Path(out) / f"engine{rank}.pt",
+    )
+    run.dist.close()
+
+
+def _spawn_engine(cfg, out: Path, fail_at: int = 0) -> list[dict]:
+    torch.multiprocessing.spawn(_engine_worker, args=(2, _free_port(), cfg, fail_at, str(out)), nprocs=2, join=True)
+    return [torch.load(out / f"engine{r}.pt") for r in range(2)]
+
+
+def _last_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    from zoengine import checkpoint
+
+    found, _ = checkpoint.find(run_dir, "last")
+    assert found is not None
+    return found.tensors()
+
+
+def _step_records(run_dir: Path) -> list[dict]:
+    from zoengine.io import read_jsonl
+
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "step"]
+
+
+@pytest.mark.parametrize(("optimizer", "parallel"), [("mezo_sgd", "data"), ("adazeta", "query")])
+def test_engine_two_ranks_equal_one_process(tiny_llama_dir, sentiment_csv, tmp_path, optimizer, parallel):
+    from zoengine.engine import Run
+
+    over = {"optimizer.name": optimizer, "run.parallel": parallel, "run.steps": 6, "run.batch_size": 7}
+    if optimizer == "adazeta":
+        over.update({"optimizer.lr": 1e-4, "optimizer.q_max": 5, "optimizer.min_q": 3})
+    single = Run(tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "one", **over))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single.run()
+    finally:
+        torch.set_num_threads(threads)
+    assert single.status == "finished", single.error
+
+    out = tmp_path / "out"
+    out.mkdir()
+    ranks = _spawn_engine(tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "two", **over), out)
+    assert [r["status"] for r in ranks] == ["finished", "finished"], [r["error"] for r in ranks]
+    run_dir = Path(ranks[0]["run_dir"])
+    assert ranks[1]["run_dir"] == ranks[0]["run_dir"]
+    one, two = _step_records(single.run_dir), _step_records(run_dir)
+    assert [r["step"] for r in two] == list(range(1, 7))  # one writer: each step logged once
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-6, rel=0)
+    assert all(r["extra"]["comm_bytes"] > 0 for r in two)
+    ref, last = _last_tensors(single.run_dir), _last_tensors(run_dir)  # (the test loads `best` into memory)
+    for k, v in ref.items():
+        assert torch.allclose(last[k], v, atol=1e-6, rtol=0), k
+        assert torch.equal(ranks[1]["tensors"][k], last[k]), k  # rank 1 holds what rank 0 saved
+    assert (run_dir / "checkpoints" / "last").is_dir()
+    assert "resume with" not in str(ranks[0]["error"])
+
+
+def test_engine_one_failing_rank_stops_all_with_a_clear_error(tiny_llama_dir, sentiment_csv, tmp_path):
+    cfg = tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "fail", **{"run.steps": 20})
+    out = tmp_path / "out"
+    out.mkdir()
+    ranks = _spawn_engine(cfg, out, fail_at=2)
+    assert ranks[1]["status"] == "failed" and "out of memory (simulated)" in ranks[1]["error"]
+    assert ranks[0]["status"] == "failed" and ranks[0]["step"] == 2
+    assert "another rank has probably failed" in ranks[0]["error"]
+    assert ranks[0]["seconds"] < 60  # the collective timeout (20 s) ended it: no hang
