@@ -131,6 +131,14 @@ def test_single_process_dist_is_a_no_op():
     assert d.reduce_closure(fn, 3) is fn
 
 
+def test_backend_is_gloo_for_cpu_models():
+    from zoengine.distributed import choose_backend
+
+    assert choose_backend("cpu") == "gloo"
+    if not torch.cuda.is_available():
+        assert choose_backend("auto") == "gloo"
+
+
 def test_query_split_round_robin():
     split = QuerySplit(Dist(rank=1, world_size=2))
     assert [j for j in range(5) if split.owns(j, 5)] == [1, 3]
@@ -147,6 +155,9 @@ def test_two_ranks_equal_one_process(two_ranks, case):
         for name, ref in ref_tensors.items():
             assert torch.allclose(tensors[name], ref, atol=1e-6, rtol=0), (case, r["rank"], name)
         assert sent > 0
+        if CASES[case][1] == "query":  # same batch, same forwards: bit-identical to 1 process
+            assert losses == ref_losses
+            assert all(torch.equal(tensors[k], v) for k, v in ref_tensors.items())
     # every rank applied the identical update: the ranks agree bit for bit
     a, b = (r["results"][case] for r in two_ranks)
     assert a[0] == b[0]
@@ -171,7 +182,7 @@ def sentiment_csv(tmp_path):
     return path
 
 
-def _engine_worker(rank: int, world: int, port: int, cfg, fail_at: int, out: str) -> None:
+def _engine_worker(rank: int, world: int, port: int, cfg, opts: dict, out: str) -> None:
     from zoengine.engine import Run
     from zoengine.events import StepLogged
 
@@ -184,7 +195,10 @@ def _engine_worker(rank: int, world: int, port: int, cfg, fail_at: int, out: str
         LOCAL_RANK=str(rank),
         ZO_DIST_TIMEOUT="20",
     )
-    run = Run(cfg)
+    run = Run.resume_from(cfg) if opts.get("resume") else Run(cfg)
+    fail_at, stop_at = opts.get("fail_at", 0), opts.get("stop_at", 0)
+    if stop_at and rank == 0:  # a stop request on one rank stops every rank at the same step
+        run.subscribe(lambda e: run.stop(save=True) if isinstance(e, StepLogged) and e.step == stop_at else None)
     if fail_at and rank == 1:
 
         def on_event(e):
@@ -208,8 +222,9 @@ def _engine_worker(rank: int, world: int, port: int, cfg, fail_at: int, out: str
     run.dist.close()
 
 
-def _spawn_engine(cfg, out: Path, fail_at: int = 0) -> list[dict]:
-    torch.multiprocessing.spawn(_engine_worker, args=(2, _free_port(), cfg, fail_at, str(out)), nprocs=2, join=True)
+def _spawn_engine(cfg, out: Path, **opts) -> list[dict]:
+    out.mkdir(exist_ok=True)
+    torch.multiprocessing.spawn(_engine_worker, args=(2, _free_port(), cfg, opts, str(out)), nprocs=2, join=True)
     return [torch.load(out / f"engine{r}.pt") for r in range(2)]
 
 
@@ -243,9 +258,7 @@ def test_engine_two_ranks_equal_one_process(tiny_llama_dir, sentiment_csv, tmp_p
         torch.set_num_threads(threads)
     assert single.status == "finished", single.error
 
-    out = tmp_path / "out"
-    out.mkdir()
-    ranks = _spawn_engine(tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "two", **over), out)
+    ranks = _spawn_engine(tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "two", **over), tmp_path / "out")
     assert [r["status"] for r in ranks] == ["finished", "finished"], [r["error"] for r in ranks]
     run_dir = Path(ranks[0]["run_dir"])
     assert ranks[1]["run_dir"] == ranks[0]["run_dir"]
@@ -253,6 +266,7 @@ def test_engine_two_ranks_equal_one_process(tiny_llama_dir, sentiment_csv, tmp_p
     assert [r["step"] for r in two] == list(range(1, 7))  # one writer: each step logged once
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-6, rel=0)
     assert all(r["extra"]["comm_bytes"] > 0 for r in two)
+    assert [r["tokens"] for r in two] == [r["tokens"] for r in one]  # the whole batch's, not rank 0's shard
     ref, last = _last_tensors(single.run_dir), _last_tensors(run_dir)  # (the test loads `best` into memory)
     for k, v in ref.items():
         assert torch.allclose(last[k], v, atol=1e-6, rtol=0), k
@@ -263,10 +277,42 @@ def test_engine_two_ranks_equal_one_process(tiny_llama_dir, sentiment_csv, tmp_p
 
 def test_engine_one_failing_rank_stops_all_with_a_clear_error(tiny_llama_dir, sentiment_csv, tmp_path):
     cfg = tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "fail", **{"run.steps": 20})
-    out = tmp_path / "out"
-    out.mkdir()
-    ranks = _spawn_engine(cfg, out, fail_at=2)
+    ranks = _spawn_engine(cfg, tmp_path / "out", fail_at=2)
     assert ranks[1]["status"] == "failed" and "out of memory (simulated)" in ranks[1]["error"]
     assert ranks[0]["status"] == "failed" and ranks[0]["step"] == 2
     assert "another rank has probably failed" in ranks[0]["error"]
     assert ranks[0]["seconds"] < 60  # the collective timeout (20 s) ended it: no hang
+
+
+def test_engine_distributed_stop_and_resume_repeat_the_uninterrupted_run(tiny_llama_dir, sentiment_csv, tmp_path):
+    over = {"optimizer.name": "zo_adam", "optimizer.lr": 1e-4, "run.steps": 6, "run.batch_size": 7}
+    full = _spawn_engine(tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "full", **over), tmp_path / "o1")
+    assert [r["status"] for r in full] == ["finished", "finished"], [r["error"] for r in full]
+    part = _spawn_engine(
+        tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "part", **over), tmp_path / "o2", stop_at=3
+    )
+    assert [(r["status"], r["step"]) for r in part] == [("stopped", 3), ("stopped", 3)]
+    run_dir = Path(part[0]["run_dir"])
+    resumed = _spawn_engine(str(run_dir), tmp_path / "o3", resume=True)
+    assert [r["status"] for r in resumed] == ["finished", "finished"], [r["error"] for r in resumed]
+    a, b = _step_records(Path(full[0]["run_dir"])), _step_records(run_dir)
+    assert [r["step"] for r in b] == list(range(1, 7))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]  # bit-identical
+    ta, tb = _last_tensors(Path(full[0]["run_dir"])), _last_tensors(run_dir)
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_cli_nproc_launches_torchrun(tiny_llama_dir, sentiment_csv, tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "cli", **{"run.steps": 4, "run.batch_size": 7})
+    toml = tmp_path / "run.toml"
+    toml.write_text(cfg.to_toml())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "zoengine", "train", "--config", str(toml), "--nproc", "2", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch.distributed.run" in proc.stderr and "finished: 4 steps" in proc.stdout
+    recs = _step_records(tmp_path / "cli" / "run")
+    assert [r["step"] for r in recs] == [1, 2, 3, 4] and all(r["extra"]["comm_bytes"] > 0 for r in recs)

@@ -358,3 +358,31 @@ def test_ctrl_c_in_export_exits_130_and_writes_nothing(
     out = tmp_path / "new-out"
     assert main(["export", str(trained_run), "--out", str(out)]) == 130
     assert not out.exists() and not _siblings_left(out)
+
+
+def test_exports_and_atomic_writes_follow_the_users_umask(tmp_path):
+    """mkstemp/mkdtemp create 0600/0700; what a user shares must get the mode open()/mkdir give."""
+    import os
+    import stat
+
+    from zoengine.exporting import replacing_dir
+    from zoengine.io import atomic_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+        assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+        with replacing_dir(tmp_path / "export") as new:
+            new.mkdir()
+            import tempfile
+
+            fd, name = tempfile.mkstemp(dir=new)  # as a library writer may create it
+            os.close(fd)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "export").iterdir()}
+        assert set(modes.values()) == {0o644}
+        assert stat.S_IMODE((tmp_path / "export").stat().st_mode) == 0o755
+    finally:
+        os.umask(old)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ FLAG_KEYS = {
     "output": "run.output_dir",
     "name": "run.name",
     "device": "model.device",
+    "parallel": "run.parallel",
 }
 
 
@@ -231,11 +233,60 @@ def _preflight(cfg: RunConfig) -> tuple[Path, Any]:
     _check_model_name(cfg.model.name)
     resolve_device(cfg.model.device)
     run_dir = new_run_dir(cfg)
-    check_output_dir(run_dir)
+    if _rank() == 0:  # under torchrun the other ranks never write the folder (rank 0 may be creating it)
+        check_output_dir(run_dir)
     task = load_task(cfg.task)
     if not task.train:
         raise ZOError("the training split is empty", field="task.n_train")
     return run_dir, task
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 without it)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _launched() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """Re-run this command as ``nproc`` ranks under torchrun (python -m torch.distributed.run);
+    torchrun ends every rank when one fails, and its exit status is returned."""
+    import subprocess
+
+    if nproc < 1:
+        raise ZOError(f"must be >= 1 (got {nproc})", field="--nproc")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd += ["-m", "zoengine", *argv]
+    print(f"launching {nproc} processes: {' '.join(cmd[1:])}", file=sys.stderr)
+    proc = subprocess.Popen(cmd)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # the ranks got the Ctrl-C too: they stop and save; wait for them
+            continue
+
+
+def _strip_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _finish_rank(code: int) -> int:
+    """Leave the torchrun job cleanly (a no-op in a single process)."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return code
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -246,9 +297,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.to_toml(), end="")
         return 0
     run_dir, task = _preflight(cfg)
+    if args.nproc > 1 and not _launched():  # every rank must write to the folder checked here
+        argv = _strip_nproc(list(args.argv))
+        return _launch(args.nproc, [*argv, "--output", str(run_dir)] if cfg.run.output_dir is None else argv)
     run = Run(cfg, run_dir)
     run.task = task
-    return _watch(run, args.quiet)
+    return _finish_rank(_watch(run, args.quiet or _rank() != 0))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -256,7 +310,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run = Run.resume_from(args.run_dir)
     check_output_dir(run.run_dir, "run", new_run=False)
-    return _watch(run, args.quiet)
+    if args.nproc > 1 and not _launched():
+        return _launch(args.nproc, _strip_nproc(list(args.argv)))
+    return _finish_rank(_watch(run, args.quiet or _rank() != 0))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -420,6 +476,15 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_nproc_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes (ranks) to start with torchrun on this machine, e.g. one per GPU (default 1)",
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zoengine", description="Zeroth-order fine-tuning of language models.")
     parser.add_argument("--version", action="version", version="zoengine 0.1.0")
@@ -429,11 +494,14 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.add_argument("--dry-run", action="store_true", help="print the validated config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_nproc_flag(p)
+    p.add_argument("--parallel", choices=("data", "query"), help="with --nproc: split the batch or the queries")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--quiet", action="store_true")
+    _add_nproc_flag(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("eval", help="evaluate a config zero-shot, or a run's best checkpoint")
@@ -526,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc re-runs under torchrun
         return int(args.func(args) or 0)
     except ZOError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)

@@ -50,9 +50,10 @@ class DistributedError(ZOError):
     """A rank failed, timed out, or the ranks disagree (different seeds or batches)."""
 
 
-def choose_backend() -> str:
-    """``nccl`` when CUDA is usable (and NCCL built in), else ``gloo``."""
-    if torch.cuda.is_available() and torch.distributed.is_nccl_available():
+def choose_backend(device: str = "auto") -> str:
+    """``nccl`` when the model goes to CUDA (``model.device`` auto or cuda) and NCCL is built in,
+    else ``gloo``."""
+    if device != "cpu" and torch.cuda.is_available() and torch.distributed.is_nccl_available():
         return "nccl"
     return "gloo"
 
@@ -275,7 +276,7 @@ class QuerySplit:
         return out_p, out_m
 
 
-def from_env(mode: str | None = None, timeout_s: float | None = None) -> Dist:
+def from_env(mode: str | None = None, timeout_s: float | None = None, device: str = "auto") -> Dist:
     """The job torchrun started (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), initialised once; a plain
     process (no ``WORLD_SIZE`` or 1) gets ``Dist()`` and never touches ``torch.distributed``."""
     mode = mode or os.environ.get("ZO_DIST_MODE", "data")
@@ -286,10 +287,16 @@ def from_env(mode: str | None = None, timeout_s: float | None = None) -> Dist:
         return Dist(mode=mode, timeout_s=timeout_s)
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    backend = choose_backend()
+    backend = choose_backend(device)
     if not torch.distributed.is_initialized():
         kwargs: dict[str, Any] = {}
         if backend == "nccl":
+            if local_rank >= torch.cuda.device_count():
+                raise DistributedError(
+                    f"rank {rank} needs GPU {local_rank} but this machine has {torch.cuda.device_count()}",
+                    field="--nproc",
+                    hint="one process per GPU, or model.device = cpu for gloo on CPU",
+                )
             torch.cuda.set_device(local_rank)
             kwargs["device_id"] = torch.device("cuda", local_rank)
         try:

@@ -156,6 +156,9 @@ class Run:
         self._thread.start()
 
     def pause(self) -> None:
+        if self.dist is not None and self.dist.enabled:  # the other ranks would time out waiting
+            self._log("a multi-process run cannot pause (stop it and resume later)", "warning")
+            return
         if self.status == "running":
             self._running.clear()
 
@@ -280,7 +283,7 @@ class Run:
         from zoengine import distributed
 
         if self.dist is None:
-            self.dist = distributed.from_env(mode=self.config.run.parallel)
+            self.dist = distributed.from_env(mode=self.config.run.parallel, device=self.config.model.device)
         if self.dist.enabled:
             self.run_dir = Path(self.dist.broadcast_object(str(self.run_dir), "agreeing on the run directory"))
 
@@ -618,7 +621,11 @@ class Run:
         stats = dict(opt.last_stats)
         queries = int(stats.pop("queries", 1))
         self.forward_passes += int(stats.pop("forward_passes", 2 * queries))  # spent, even if rolled back
-        self.tokens += (batch.tokens if batch is not None else 0) * max(1, 2 * queries if not opt.uses_backward else 1)
+        step_tokens = batch.tokens if batch is not None else 0
+        comm_bytes = dist.bytes_sent - sent0 if dist is not None else 0  # what this rank sent in the step
+        if dist is not None and dist.mode == "data":  # count the whole batch's tokens, not this shard's
+            step_tokens = int(dist.all_reduce_sum([step_tokens])[0])
+        self.tokens += step_tokens * max(1, 2 * queries if not opt.uses_backward else 1)
         if self.guard is not None:
             pgs = [float(g) for g in stats.get("projected_grads", [])]
             problem = self.guard.check_step(float(loss), pgs)
@@ -634,7 +641,7 @@ class Run:
         extra = {k: v for k, v in stats.items() if k not in ("projected_grads",)}
         extra.update(self.handle.stats())
         if dist is not None:
-            extra["comm_bytes"] = dist.bytes_sent - sent0  # what this rank sent in this step
+            extra["comm_bytes"] = comm_bytes
         self._emit(
             StepLogged(
                 step=self.step,

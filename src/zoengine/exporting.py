@@ -47,8 +47,10 @@ def _swap_in(new: Path, target: Path, aside: Path, force: bool) -> None:
     """Put the finished export ``new`` at ``target``. With ``force`` whatever is there is renamed
     into ``aside`` first (beside it, same file system) and restored if the second rename fails;
     without, a rename onto an empty folder succeeds and onto anything else fails. Never deletes."""
-    from zoengine.io import fsync_dir
+    from zoengine.io import apply_umask, fsync_dir
 
+    for path in [new, *new.rglob("*")]:  # temp files are 0600: an export gets the user's umask
+        apply_umask(path)
     moved = False
     if force and (target.exists() or target.is_symlink()):
         os.replace(target, aside)

@@ -31,10 +31,22 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        apply_umask(tmp_path)
         os.replace(tmp_path, target)
         fsync_dir(target.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def apply_umask(path: Path) -> None:
+    """Give a temp file or folder the mode a plain ``open``/``mkdir`` would have: ``mkstemp`` and
+    ``mkdtemp`` create them 0600/0700, and an export or run a user shares must not stay private."""
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~mask)
+    except OSError:
+        pass
 
 
 def fsync_dir(path: Path) -> None:
@@ -91,6 +103,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     old = target.parent / f".{target.name}.old"
     try:
         yield tmp
+        apply_umask(tmp)
         for f in tmp.rglob("*"):
             if f.is_file():
                 with open(f, "rb") as fh:
