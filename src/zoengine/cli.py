@@ -1,4 +1,4 @@
-"""Headless command line: ``zoengine train | resume | eval | export | runs | tune | assets | methods``.
+"""Headless command line: ``zoengine train | resume | eval | export | runs | tune | probe | assets | methods``.
 
     zoengine train --config examples/rotten-tomatoes-mezo.toml --set optimizer.lr=1e-6
     zoengine runs
@@ -462,6 +462,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Measure the memory of weights / forward / ZO step / first-order step and say what fits."""
+    import json
+
+    from zoengine.probe import format_table, probe
+
+    cfg = RunConfig()
+    cfg.set("model.name", args.model)
+    cfg.set("adapter.method", args.adapter)
+    for flag, key in (("device", "model.device"), ("dtype", "model.dtype"), ("device_map", "model.device_map")):
+        if getattr(args, flag) is not None:
+            cfg.set(key, getattr(args, flag))
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ZOError("expected section.key=value", field=f"--set {item}")
+        cfg.set(key.strip(), value.strip())
+    cfg.validate()
+    _check_model_name(cfg.model.name)
+    result = probe(cfg, batch=args.batch, seq=args.seq)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else format_table(result))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+    return value
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from zoengine import adapters, optim
 
@@ -549,6 +583,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --write")
     p.add_argument("--quiet", action="store_true", help="no per-candidate lines or plot")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("probe", help="measure memory of weights, forward, ZO step, first-order step")
+    p.add_argument("model", help="zoo name, hub id, local dir or .gguf")
+    p.add_argument("--adapter", default="lora", help="adapter of the two training steps (default lora)")
+    p.add_argument("--batch", type=_positive_int, default=8, help="rows of the synthetic batch (default 8)")
+    p.add_argument("--seq", type=_positive_int, default=64, help="tokens per row (default 64)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", help="auto | float32 | bfloat16 | float16")
+    p.add_argument("--device-map", dest="device_map", help="none | auto | JSON table module -> device")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="e.g. adapter.r=8")
+    p.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("methods", help="list optimizers and adapters")
     p.set_defaults(func=cmd_methods)

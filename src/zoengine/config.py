@@ -54,6 +54,13 @@ class ModelConfig:
         },
     )
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    device_map: str | dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "split the frozen base over devices (accelerate): none | auto | a table of module "
+            'prefix -> device, e.g. {"model.layers.0" = "cuda:0", "model.layers.1" = "cuda:1"}'
+        },
+    )
     max_length: int = field(
         default=64, metadata={"help": "prompt length in tokens (longer prompts are cut from the left)"}
     )
@@ -281,6 +288,7 @@ class RunConfig:
             raise ConfigError(f"must be auto, cpu, cuda or cuda:N (got {m.device!r})", field="model.device")
         if not m.name.strip():
             raise ConfigError("must not be empty", field="model.name")
+        m.device_map = check_device_map(m.device_map)
         _positive("model.max_length", m.max_length)
         if t.template is not None and "{" not in t.template:
             raise ConfigError(
@@ -362,6 +370,41 @@ class RunConfig:
 
 SECTIONS = ("model", "task", "adapter", "optimizer", "run")
 
+DEVICE_MAP_SPECIAL = ("auto", "balanced", "balanced_low_0", "sequential")
+_DEVICE = re.compile(r"^(cpu|disk|cuda|cuda:\d+|\d+)$")
+
+
+def check_device_map(value: Any) -> str | dict[str, str] | None:
+    """``model.device_map``: None/"none", an accelerate strategy ("auto" ...) or a table of module
+    prefix -> device (a TOML table, or JSON / ``a=cpu, b=cuda:1`` text); one-line ConfigError else."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text in DEVICE_MAP_SPECIAL:
+            return text
+        value = _parse_mapping(text)
+        if isinstance(value, str):
+            raise ConfigError(
+                f"must be none, {', '.join(DEVICE_MAP_SPECIAL)} or a table of module -> device "
+                f"(got {text!r})",
+                field="model.device_map",
+            )
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(
+            f"must be none, auto or a table of module -> device (got {value!r})", field="model.device_map"
+        )
+    out: dict[str, str] = {}
+    for key, dev in value.items():
+        dev_text = str(dev).strip()
+        if isinstance(dev, bool) or not _DEVICE.match(dev_text):
+            raise ConfigError(
+                f"device of {key!r} must be cpu, disk, cuda, cuda:N or N (got {dev!r})",
+                field="model.device_map",
+            )
+        out[str(key).strip()] = dev_text
+    return out
+
 
 def _choice(field_name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -390,6 +433,8 @@ def _parse_scalar(text: str) -> Any:
 def _coerce(dotted: str, value: Any, f: dataclasses.Field[Any]) -> Any:
     """Convert ``value`` to the declared type of ``f`` or raise a one-line ConfigError."""
     type_text = str(f.type)
+    if type_text.startswith("str | dict"):  # model.device_map: a strategy name or a table
+        return check_device_map(value)
     if isinstance(value, str) and not type_text.startswith("str"):
         value = _parse_scalar(value)
     if value is None or (

@@ -60,7 +60,7 @@ class EncoderClassifier(nn.Module):
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         h = out.last_hidden_state  # (B, T, H)
-        mask = attention_mask.unsqueeze(-1).to(h.dtype)
+        mask = attention_mask.unsqueeze(-1).to(h.device, h.dtype)
         mean = (h * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         return nn.functional.normalize(mean.float(), dim=-1)
 
@@ -85,6 +85,45 @@ def resolve_device(device: str) -> torch.device:
             "CUDA was requested but no CUDA device is available; use cpu or auto", field="model.device"
         )
     return dev
+
+
+def _map_main_device(device_map: str | dict[str, str]) -> torch.device:
+    """Device that decides the dtype under a device map: CUDA if the map uses (or may use) a GPU."""
+    if isinstance(device_map, str):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for dev in device_map.values():
+        text = str(dev)
+        if text.isdigit() or text.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise ModelError(
+                    f"model.device_map names {text} but no CUDA device is available", field="model.device_map"
+                )
+            return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def execution_device(module: nn.Module) -> torch.device | None:
+    """Where accelerate runs ``module`` (its own or its nearest hooked child's ``_hf_hook``), or None."""
+    for sub in module.modules():
+        hook = getattr(sub, "_hf_hook", None)
+        dev = getattr(hook, "execution_device", None)
+        if dev is not None:
+            return torch.device("cuda", dev) if isinstance(dev, int) else torch.device(dev)
+    return None
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Device the token ids go to: the input embeddings' execution device (device_map) or weight device."""
+    try:
+        emb = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        emb = None
+    if emb is None:
+        emb = model
+    dev = execution_device(emb)
+    if dev is None:
+        dev = next(emb.parameters()).device
+    return torch.device("cpu") if dev.type == "meta" else dev
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -162,7 +201,8 @@ def load_model(cfg: ModelConfig, *, label_texts: list[str] | None = None) -> Loa
 
     transformers.logging.set_verbosity_error()
     source, where, gguf_file, zoo_kind = resolve_source(cfg.name)
-    device = resolve_device(cfg.device)
+    device_map = getattr(cfg, "device_map", None)
+    device = resolve_device(cfg.device) if not device_map else _map_main_device(device_map)
     dtype = resolve_dtype(cfg.dtype, device)
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     try:
@@ -177,10 +217,24 @@ def load_model(cfg: ModelConfig, *, label_texts: list[str] | None = None) -> Loa
             ) from exc
         raise ModelError(f"cannot load {where}: {str(exc).splitlines()[0]}", field="model.name") from exc
     kind = cfg.kind if cfg.kind != "auto" else detect_kind(config, zoo_kind)
-    model = _load_weights(transformers, where, kind, dtype, kwargs, cfg.name, label_texts, tokenizer)
+    weight_kwargs = {**kwargs, "device_map": device_map} if device_map else kwargs
+    if isinstance(device_map, dict) and "disk" in device_map.values():
+        import tempfile
+
+        weight_kwargs["offload_folder"] = tempfile.mkdtemp(prefix="zoengine-offload-")
+    try:
+        model = _load_weights(transformers, where, kind, dtype, weight_kwargs, cfg.name, label_texts, tokenizer)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        if not device_map:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"cannot place the model with this device map: {first}", field="model.device_map") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    model.to(device)
+    if device_map:
+        device = input_device(model)
+    else:
+        model.to(device)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -204,7 +258,9 @@ def _load_weights(
     try:
         if kind in auto:
             return auto[kind].from_pretrained(where, dtype=dtype, **kwargs)
-        config = transformers.AutoConfig.from_pretrained(where, **kwargs)
+        config = transformers.AutoConfig.from_pretrained(
+            where, **{k: v for k, v in kwargs.items() if k != "device_map"}
+        )
         archs = " ".join(getattr(config, "architectures", None) or [])
         if "SequenceClassification" in archs:
             return transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -217,6 +273,9 @@ def _load_weights(
             )
         encoder = transformers.AutoModel.from_pretrained(where, dtype=dtype, **kwargs)
         model = EncoderClassifier(encoder, num_labels=len(label_texts))
+        if "device_map" in kwargs:  # the head sits with the encoder's last layers
+            last = [p.device for p in encoder.parameters() if p.device.type != "meta"]
+            model.classifier.to(device=last[-1] if last else "cpu")
         model.init_head_from_texts(tokenizer, label_texts)
         return model
     except OSError as exc:

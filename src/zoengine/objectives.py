@@ -181,30 +181,32 @@ class Objective:
             return logits.float()
         if kind == "masked_lm":
             logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
-            rows = torch.arange(ids.shape[0], device=device)
-            at_mask = logits[rows, batch.mask_positions.to(device)]  # (B, V)
-            return at_mask[:, batch.option_ids.to(device)].float()
+            rows = torch.arange(ids.shape[0], device=logits.device)
+            at_mask = logits[rows, batch.mask_positions.to(logits.device)]  # (B, V)
+            return at_mask[:, batch.option_ids.to(logits.device)].float()
         # left padding: positions count real tokens only, so a padded row equals its unpadded self
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
         if batch.option_ids is not None:
             out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
             logits = out.logits[:, -1]  # (B, V)
-            return logits[:, batch.option_ids.to(device)].float()
+            return logits[:, batch.option_ids.to(logits.device)].float()
         # multi-token options: mean log-likelihood of each option's tokens
         lengths = batch.option_lengths.to(device)
         keep = int(lengths.max()) + 1
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
         logits = out.logits.float()  # (N, keep, V)
+        ids, lengths = ids.to(logits.device), lengths.to(logits.device)  # device_map: last device
         logp = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts token at -keep+1+j
         targets = ids[:, -(keep - 1) :]  # (N, keep-1)
         tok_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, keep-1)
-        pos = torch.arange(keep - 1, device=device).unsqueeze(0)
+        pos = torch.arange(keep - 1, device=logits.device).unsqueeze(0)
         in_option = pos >= (keep - 1 - lengths).unsqueeze(1)
         scores = (tok_logp * in_option).sum(1) / lengths
         return scores.view(-1, batch.num_options)
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(self.option_logits(batch), batch.labels.to(self.loaded.device))
+        logits = self.option_logits(batch)
+        return F.cross_entropy(logits, batch.labels.to(logits.device))
 
     @torch.no_grad()
     def example_losses(self, examples: list[Example], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

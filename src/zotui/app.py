@@ -117,11 +117,11 @@ class ZoApp(App[None]):
 
     # --- starting and stopping runs --------------------------------------------------------------------
 
-    def start_run(self, config: RunConfig | None, run: RunHandle) -> None:
+    def start_run(self, config: RunConfig | None, run: RunHandle, resumed: bool = False) -> None:
         """Show the dashboard and start ``run`` in the engine worker."""
         from zotui.screens.dashboard import DashboardScreen
 
-        self.runner = EngineRunner(run, config)
+        self.runner = EngineRunner(run, config, resumed=resumed)
         self.push_screen(DashboardScreen(self.runner))
         self._engine_worker(self.runner)
 
@@ -134,12 +134,17 @@ class ZoApp(App[None]):
     def resume_run(self, run_dir: Path) -> None:
         if self.runner is not None and self.runner.active:
             raise ZOError("a run is already active", hint="stop it on the dashboard (F3) first")
-        self.start_run(None, self.backend.resume_run(run_dir))
+        self.start_run(None, self.backend.resume_run(run_dir), resumed=True)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine", description="training engine")
     def _engine_worker(self, runner: EngineRunner) -> str:
         worker = get_current_worker()
         self.backend.prepare()  # e.g. finish heavy imports here, not racing the engine thread
+        if runner.resumed:  # before start: the history ends where the new events begin
+            try:
+                runner.load_history(self.backend.read_events(runner.run_dir))
+            except (OSError, ZOError) as exc:
+                self.call_from_thread(self.notify, f"history not shown: {exc}", severity="warning")
         status = runner.watch(lambda: worker.is_cancelled)
         self.post_message(RunEnded(runner, status))
         return status

@@ -158,3 +158,33 @@ def demo_backend(step_delay: float = 0.05, **options: Any) -> Backend:
     return Backend(
         "demo", new_run, resume_run, list_runs, read_events, export_run, options={"step_delay": step_delay}
     )
+
+
+def tail_events(run_dir: Path, offset: int = 0) -> tuple[list[Event], int]:
+    """Events of the complete lines of ``run_dir/metrics.jsonl`` after byte ``offset``, and the
+    offset after the last complete line (a line still being written is read on the next call)."""
+    from zoengine.events import event_from_record
+    from zoengine.io import parse_jsonl_line
+
+    try:
+        with open(Path(run_dir) / "metrics.jsonl", "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    events = [
+        e
+        for line in data[:end].splitlines()
+        if line.strip()
+        and (r := parse_jsonl_line(line)) is not None
+        and (e := event_from_record(r)) is not None
+    ]
+    return events, offset + end
+
+
+def is_live(run_dir: Path) -> bool:
+    """Whether another process (a CLI ``train``/``resume``) holds the run directory's writer lock."""
+    from zoengine.rundir import is_locked
+
+    return is_locked(Path(run_dir))

@@ -27,10 +27,12 @@ DRAIN_LIMIT = 20_000  # events folded per tick at most, so one tick never stalls
 class EngineRunner:
     """A run handle plus the folded state of its events."""
 
-    def __init__(self, run: RunHandle, config: RunConfig | None = None) -> None:
+    def __init__(self, run: RunHandle, config: RunConfig | None = None, *, resumed: bool = False) -> None:
         self.run = run
-        self.config = config
+        self.config = config if config is not None else getattr(run, "config", None)
+        self.resumed = resumed  # the state starts from the run's history (``load_history``)
         self.state = RunState()
+        self._history: RunState | None = None  # folded in the worker, swapped in by ``drain``
         self.started = False
         self.ended = False
         self.stop_requested: bool | None = None  # None, or the save flag of the stop we sent
@@ -45,8 +47,19 @@ class EngineRunner:
         """True while the engine thread may still be working."""
         return self.started and not self.ended and self.run.status in ACTIVE_STATUSES
 
+    def load_history(self, events: list[Event]) -> None:
+        """Fold a resumed run's ``metrics.jsonl`` (in the worker, before ``start``): the header,
+        the step count and the curves before the resume point come back on the next ``drain``."""
+        history = RunState.from_events(events)
+        self.logs_toasted = history.log_total  # old warnings were toasted in their own session
+        self._history = history
+
     def drain(self, limit: int = DRAIN_LIMIT) -> int:
         """Move queued events into the state without waiting; returns how many were taken."""
+        history, self._history = self._history, None
+        if history is not None:  # set before the run started, so before any queued event
+            history.version = self.state.version + 1
+            self.state = history
         taken: list[Event] = []
         events = self.run.events
         while len(taken) < limit:
@@ -54,7 +67,7 @@ class EngineRunner:
                 taken.append(events.get_nowait())
             except queue.Empty:
                 break
-        return self.state.feed(taken)
+        return self.state.feed(taken) + (1 if history is not None else 0)
 
     def watch(self, is_cancelled: Callable[[], bool], poll: float = POLL_SECONDS) -> str:
         """Start the run and block (in a worker thread) until its thread ends; returns the status."""

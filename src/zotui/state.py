@@ -56,6 +56,7 @@ class RunState:
     per_module: dict[str, dict[str, Any]] = field(default_factory=dict)
     effective_rank: float | None = None
     last_checkpoint: int | None = None  # step of checkpoints/last
+    prev_checkpoint: int | None = None  # step of checkpoints/prev (the last before last)
     best_checkpoint: int | None = None  # step of checkpoints/best
     logs: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=500))
     log_total: int = 0  # lines ever logged; a viewer shows the ones it has not seen yet
@@ -104,6 +105,8 @@ class RunState:
                 if ev.best:
                     self.best_checkpoint = ev.step
                 else:
+                    if self.last_checkpoint is not None and self.last_checkpoint != ev.step:
+                        self.prev_checkpoint = self.last_checkpoint
                     self.last_checkpoint = ev.step
             elif isinstance(ev, LogMessage):
                 self._log(ev.level, ev.text)
@@ -198,6 +201,11 @@ class RunState:
         """Dev accuracy of the evaluation at ``step`` (the last one there), None without one."""
         found = [e.accuracy for e in self.evals if e.split == "dev" and e.step == step]
         return found[-1] if found else None
+
+    def kept_checkpoints(self) -> list[int]:
+        """Steps of the checkpoints the run keeps (best, last, the one before last), ascending."""
+        steps = (self.best_checkpoint, self.last_checkpoint, self.prev_checkpoint)
+        return sorted({s for s in steps if s is not None})
 
     def dev_points(self) -> list[EvalPoint]:
         return [e for e in self.evals if e.split == "dev"]

@@ -514,3 +514,214 @@ async def test_export_offers_best_or_last_with_their_step_and_dev_score(
         assert screen.written
         meta = json.loads(next(p for p in screen.written if p.suffix == ".json").read_text())
         assert meta["checkpoint"] == "last"
+
+
+# --- resume keeps its history; a run another process writes is followed live ----------------------
+
+
+def _stopped_demo_run(tmp_path: Path, steps: int = 100, stop_at: int = 25) -> Path:
+    """A demo run stopped (with a checkpoint) after at least ``stop_at`` of ``steps`` steps."""
+    import time
+
+    from zotui.demo import DemoRun
+
+    cfg = demo_config(tmp_path, steps=steps, run_name="resumed")
+    cfg.run.checkpoint_every = 10
+    run = DemoRun(cfg, step_delay=0.002)
+    run.start()
+    deadline = time.monotonic() + 10
+    while run.step < stop_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.stop(save=True)
+    assert run.join(10) and run.status == "stopped"
+    return run.run_dir
+
+
+async def test_resume_keeps_the_header_step_count_and_the_curve_before_the_resume_point(
+    make_demo_app, tmp_path: Path
+) -> None:
+    from zotui.screens.runs import RunsScreen
+
+    run_dir = _stopped_demo_run(tmp_path)
+    stopped_at = int(__import__("json").loads((run_dir / "checkpoint.json").read_text())["step"])
+    app = make_demo_app(step_delay=0.5)  # slow: the first new step comes long after the check
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and len(app.screen.rows) == 1)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        runner = app.runner
+        assert runner is not None
+        await wait_for(pilot, lambda: runner.state.step >= stopped_at)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        screen.refresh_view(force=True)
+        await pilot.pause()
+        title = screen.query_one("#run-title").text  # type: ignore[attr-defined]
+        cfg = runner.config
+        assert cfg is not None
+        for part in (cfg.model.name, cfg.task.name, cfg.adapter.method, cfg.optimizer.name):
+            assert part in title
+        text = screen.query_one("#progress-text").text  # type: ignore[attr-defined]
+        assert text.startswith(f"{runner.state.step}/100")
+        xs, _, _ = runner.state.loss.view(80)
+        assert xs[0] == 1.0  # the curve starts at the first step, not at the resume point
+        from zotui.screens.dashboard import RunView
+
+        assert screen.query_one(RunView).state is runner.state
+        runner.request_stop(save=False)
+        await wait_for(pilot, lambda: not runner.active)
+
+
+async def test_a_run_another_process_writes_is_followed_live(make_demo_app, tmp_path, monkeypatch) -> None:
+    from zotui.demo import DemoRun
+    from zotui.screens import runs as runs_screen
+
+    monkeypatch.setattr(runs_screen, "TAIL_SECONDS", 0.2)
+    writer = DemoRun(demo_config(tmp_path, steps=100_000, run_name="cli"), step_delay=0.01)
+    writer.start()  # holds the run directory's lock, as a CLI `zoengine train` does
+    try:
+        await _follow(make_demo_app, writer)
+    finally:
+        writer.stop(save=False)
+        writer.join(10)
+
+
+async def _follow(make_demo_app, writer) -> None:
+    from zotui.screens.runs import ReplayScreen, RunsScreen
+
+    app = make_demo_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: writer.step >= 3)
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and len(app.screen.rows) == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and app.screen.tailing)
+        screen = app.screen
+        assert isinstance(screen, ReplayScreen)
+        assert "live" in str(screen.query_one("#replay-title", Static).render())
+        first = screen.states[0].step
+        await wait_for(pilot, lambda: screen.states[0].step > first + 5)  # it moves on, not frozen
+        writer.stop(save=True)
+        assert writer.join(10)
+        await wait_for(pilot, lambda: not screen.tailing)
+        assert screen.states[0].status == "stopped" and screen.states[0].step == writer.step
+        title = str(screen.query_one("#replay-title", Static).render())
+        assert "live" not in title and "ended" in title
+
+
+# --- small but seen: focus, choices without colour alone, labels that fit, axes -------------------
+
+
+def screen_lines(app: ZoApp) -> list[str]:
+    """The screen as text rows (from the SVG screenshot: what the user sees)."""
+    import html
+    import re
+
+    rows: dict[float, list[tuple[float, str]]] = {}
+    pattern = r'<text[^>]*x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>'
+    for m in re.finditer(pattern, app.export_screenshot()):
+        text = html.unescape(re.sub("<[^>]+>", "", m[3])).replace("\xa0", " ")
+        rows.setdefault(float(m[2]), []).append((float(m[1]), text))
+    return ["".join(t for _, t in sorted(row)) for _, row in sorted(rows.items())]
+
+
+async def test_labels_fit_at_100x30_and_the_axes_are_steps_and_fractions(
+    make_demo_app, tmp_path, fixed_catalog
+) -> None:
+    from zotui.widgets.plots import SeriesPlot
+
+    cfg = demo_config(tmp_path, steps=300, adapter__method="sora")
+    app = make_demo_app(cfg, step_delay=0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "finished")
+        await pilot.pause(0.6)
+        app.clear_notifications()
+        app.screen.query_one("#plot-tabs", TabbedContent).active = "tab-sora"
+        await pilot.pause(0.3)
+        lines = screen_lines(app)
+        text = "\n".join(lines)
+        assert "…" not in text  # nothing cut off: header, counters, memory
+        assert "loss (ema)" in text and "resident memory, this process" in text
+        assert "rotten-tomatoes" in lines[0]  # the whole header: adapter · optimizer · model · task
+        plot = app.screen.query_one("#plot-sora", SeriesPlot)
+        assert plot.figure.ylim == (0.0, 1.0)
+        axis = next(i for i, line in enumerate(lines) if "└" in line and "┬" in line)
+        ticks = lines[axis + 1].split("│")[0].replace("100", " 100 ").replace("200", " 200 ").split()
+        assert ticks == ["100", "200", "300"]  # whole steps, not 75.8
+        assert "1.00┤" in text and "0.00┤" in text  # sparsity: 0..1, not -1..1
+
+
+async def test_focused_dropdown_and_chosen_export_format_show_without_colour(
+    make_demo_app, tmp_path, fixed_catalog
+) -> None:
+    from textual.widgets import RadioButton
+    from textual.widgets._select import SelectCurrent
+
+    from zotui.screens.export import ExportScreen
+
+    app = make_demo_app(demo_config(tmp_path, steps=20), step_delay=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.query_one("#setup-tabs", TabbedContent).active = "tab-model"
+        await pilot.pause()
+        select = app.screen.query(Select).first()
+        current = select.query_one(SelectCurrent)
+        app.set_focus(None)
+        await pilot.pause()
+        blurred_bg, blurred_bold = current.styles.background, current.styles.text_style.bold
+        select.focus()
+        await pilot.pause()
+        assert current.styles.text_style.bold and not blurred_bold
+        assert current.styles.background != blurred_bg
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "finished")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        await pilot.pause()
+        chosen = app.screen.query_one("#fmt-native", RadioButton)
+        other = app.screen.query_one("#fmt-merged", RadioButton)
+        style, plain = chosen.get_visual_style("toggle--label"), other.get_visual_style("toggle--label")
+        assert style.bold and style.underline and not plain.underline
+
+
+async def test_export_offers_a_step_the_run_keeps(make_demo_app, tmp_path: Path) -> None:
+    import json
+
+    from textual.widgets import Input
+
+    from zotui.screens.export import ExportScreen
+
+    cfg = demo_config(tmp_path, steps=60)
+    cfg.run.checkpoint_every = 20
+    app = make_demo_app(cfg, step_delay=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "finished")
+        state = app.runner.state  # type: ignore[union-attr]
+        kept = state.kept_checkpoints()
+        assert 40 in kept and 60 in kept and 20 not in kept  # best, last and the one before last
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        screen = app.screen
+        assert isinstance(screen, ExportScreen)
+        await pilot.pause()
+        step_input = screen.query_one("#export-step", Input)
+        assert step_input.disabled
+        screen.query_one("#ckpt-step").value = True  # type: ignore[attr-defined]
+        await pilot.pause()
+        assert not step_input.disabled and screen.checkpoint == str(kept[0])
+        step_input.value = "20"  # not kept: refused with the steps it has
+        await pilot.pause()
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        result = str(screen.query_one("#export-result", Static).render())
+        assert "no checkpoint at step 20" in result and "40" in result
+        step_input.value = "40"
+        await pilot.pause()
+        info = str(screen.query_one("#export-ckpt-info", Static).render())
+        assert "step 40" in info and "steps kept: " in info
+        await pilot.press("ctrl+e")
+        await wait_for(pilot, lambda: screen.written is not None)
+        meta = json.loads(next(p for p in screen.written if p.suffix == ".json").read_text())
+        assert meta["checkpoint"] == "40"

@@ -26,25 +26,29 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux
 
 
 class Tmux:
-    """One detached tmux session running one command, 80x24."""
+    """One detached tmux session running one command, 80x24 unless told."""
 
-    def __init__(self, command: str, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, command: str, env: dict[str, str], cwd: Path, size: tuple[int, int] = (80, 24)) -> None:
         self.name = f"zotui-{uuid.uuid4().hex[:8]}"
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        wait = "sleep 1; " if size != (80, 24) else ""  # start once the window has its size (below)
         self._tmux(
             "new-session",
             "-d",
             "-s",
             self.name,
             "-x",
-            "80",
+            str(size[0]),
             "-y",
-            "24",
+            str(size[1]),
             "-c",
             str(cwd),
-            f"env {exports} {command}",
+            f"{wait}env {exports} {command}",
         )
         self._tmux("set-option", "-t", self.name, "remain-on-exit", "on")
+        if size != (80, 24):  # without a client, tmux keeps its default-size (80x24) otherwise
+            self._tmux("set-option", "-t", self.name, "window-size", "manual")
+            self._tmux("resize-window", "-t", self.name, "-x", str(size[0]), "-y", str(size[1]))
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
@@ -111,6 +115,61 @@ def test_zotui_demo_in_a_terminal(tmp_path: Path) -> None:
     finally:
         session.kill()
     assert (tmp_path / "run" / "checkpoint.json").exists()  # "stop and save" saved
+
+
+@pytest.mark.parametrize("size", [(160, 48), (60, 20)])
+def test_new_user_flow_in_a_terminal(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Issue 14's flow by keys only: configure → switch the adapter to tt → start → pause →
+    evaluate while paused → resume → export best → quit (stop and save), on the demo engine."""
+    cfg = RunConfig()
+    cfg.adapter.method, cfg.adapter.targets = "subset", "model.norm"
+    cfg.run.steps, cfg.run.eval_every, cfg.run.output_dir = 100_000, 0, str(tmp_path / "run")
+    cfg.save(tmp_path / "run.toml")
+    env = {"ZOENGINE_RUNS": str(tmp_path), "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
+    session = Tmux(f"{zotui_command()} --demo --config run.toml", env, tmp_path, size)
+    try:
+        session.wait(lambda s: "Ready." in s, timeout=60)
+        # the tab row has the focus: → → to Adapter, Tab Tab to its method, Enter, type "tt", Enter
+        time.sleep(1.0)  # the first frame at this size
+        session.send("Right")  # the tab row has the focus: → → is the Adapter tab
+        time.sleep(0.5)
+        session.send("Right")
+        session.wait(lambda s: "targets" in s, timeout=10)
+        for keys in (("Tab",), ("Tab",), ("Enter",)):  # as a user types: one key at a time
+            time.sleep(0.5)
+            session.send(*keys)
+        session.wait(lambda s: "lora_xs" in s, timeout=10)  # the dropdown is open
+        session.send("t", "t")
+        time.sleep(0.5)
+        session.send("Enter")
+        session.wait(lambda s: re.search(r"method +tt\b", s) and "model.norm" not in s, timeout=10)
+        session.send("F5")
+        first = session.wait(lambda s: (n := step_of(s)) is not None and n > 0 and n, timeout=30)
+        assert "· tt ·" in session.screen()  # the dashboard's header names the adapter
+        session.send("p")
+        session.wait(lambda s: "· paused" in s, timeout=20)
+        paused_at = step_of(session.screen())
+        session.send("e")  # evaluate while paused: at once, and the run stays paused
+        session.wait(lambda s: "dev evaluated" in s, timeout=20)
+        assert step_of(session.screen()) == paused_at and int(first) <= int(paused_at or 0)  # type: ignore[call-overload]
+        session.send("p")
+        session.wait(lambda s: (n := step_of(s)) is not None and n > int(paused_at or 0), timeout=20)
+        session.send("x")
+        session.wait(lambda s: "Export run" in s, timeout=20)
+        session.send("C-e")  # best: the default choice
+        session.wait(lambda s: "exported native" in s, timeout=20)
+        session.send("Escape")
+        session.wait(lambda s: "Pause/Resume" in s, timeout=20)
+        session.send("C-q")
+        session.wait(lambda s: "A run is active" in s, timeout=20)
+        session.send("s")
+        session.wait(lambda s: session.dead_status() is not None, timeout=60)
+        assert session.dead_status() == 0
+    finally:
+        session.kill()
+    meta = (tmp_path / "run" / "exports" / "native" / "zoengine_adapter.json").read_text()
+    assert '"checkpoint": "best"' in meta and (tmp_path / "run" / "checkpoint.json").exists()
+    assert 'method = "tt"' in (tmp_path / "run" / "config.toml").read_text()
 
 
 @pytest.mark.integration

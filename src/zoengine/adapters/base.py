@@ -310,6 +310,8 @@ class AdapterModule(nn.Module):
     def add_to(self, output: Tensor, source: Tensor) -> Tensor:
         """output + delta(source); in place with one fused addmm when nothing needs autograd,
         because a full-size temporary per adapted layer costs more than the low-rank path."""
+        if source.device != output.device:  # device_map: the hook may see pre-move inputs
+            source = source.to(output.device)
         h, w, bias = self.parts(source.float())
         if output.dtype == torch.float32 and output.is_contiguous() and not torch.is_grad_enabled():
             flat = output.view(-1, output.shape[-1])
@@ -376,6 +378,14 @@ class AdapterHandle:
         self.orig_dtypes: dict[str, torch.dtype] = orig_dtypes or {}
         self.state: dict[str, Any] = {}
         self._trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        offloaded = [n for n, p in self._trainable if p.device.type == "meta"]
+        if offloaded:
+            raise AdapterError(
+                f"{len(offloaded)} trainable tensors (e.g. {offloaded[0]}) sit in offloaded layers "
+                "(model.device_map 'disk'/offload): train an adapter such as lora, or map those "
+                "layers to a device",
+                field="model.device_map",
+            )
 
     # parameters
     def named_trainable(self) -> list[tuple[str, nn.Parameter]]:
@@ -540,6 +550,22 @@ def attach(model: nn.Module, target: str, attr: str, adapter: AdapterModule) -> 
     return f"{target}.{attr}"
 
 
+def layer_device(layer: nn.Module) -> torch.device:
+    """Where ``layer`` computes: its weight's device, or accelerate's execution device when the
+    weight is offloaded (``meta`` until the forward pass) under ``model.device_map``."""
+    dev = layer.weight.device
+    if dev.type == "meta":
+        hook = getattr(layer, "_hf_hook", None)
+        exec_dev = getattr(hook, "execution_device", None)
+        if exec_dev is None:
+            raise AdapterError(
+                "an adapted layer has no weights on any device (offloaded without a hook)",
+                field="model.device_map",
+            )
+        dev = torch.device("cuda", exec_dev) if isinstance(exec_dev, int) else torch.device(exec_dev)
+    return dev
+
+
 def ensure_fresh(model: nn.Module) -> None:
     """A second adapter on the same model would stack silently; refuse instead."""
     if getattr(model, "_zo_adapter", None) is not None or any(
@@ -589,7 +615,7 @@ def inject(
     modules: dict[str, AdapterModule] = {}
     for target in targets:
         layer = model.get_submodule(target)
-        adapter = make(target, layer, gen).to(device=layer.weight.device)
+        adapter = make(target, layer, gen).to(device=layer_device(layer))
         modules[attach(model, target, ADAPTER_PREFIX + method.name, adapter)] = adapter
     model._zo_adapter = method.name
     return AdapterHandle(method, cfg, model, targets, opts, seed, adapter_modules=modules)

@@ -70,13 +70,25 @@ def base_weights_hash(
         k = min(samples, len(params))
         picks = sorted({round(i * (len(params) - 1) / max(k - 1, 1)) for i in range(k)})
         for i in picks:
-            flat = params[i][1].detach().reshape(-1)
+            flat = _offloaded_value(model, *params[i]).detach().reshape(-1)
             step = max(1, flat.numel() // per_tensor)
             values = flat[::step][:per_tensor]
             if scheme == "sha256-bf16":
                 values = values.to(torch.bfloat16)
             h.update(values.float().cpu().contiguous().numpy().tobytes())
     return f"{scheme}:" + h.hexdigest()
+
+
+def _offloaded_value(model: nn.Module, name: str, p: torch.Tensor) -> torch.Tensor:
+    """``p`` itself, or its stored value when accelerate offloaded it (``meta`` + hook weights_map)."""
+    if p.device.type != "meta":
+        return p
+    module_name, _, local = name.rpartition(".")
+    hook = getattr(model.get_submodule(module_name) if module_name else model, "_hf_hook", None)
+    weights = getattr(hook, "weights_map", None)
+    if weights is None or local not in weights:
+        raise ValueError(f"base tensor {name} is offloaded and its stored value cannot be found")
+    return weights[local]
 
 
 def export_adapter(

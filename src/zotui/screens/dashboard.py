@@ -65,7 +65,7 @@ def figure_for(tab: str, state: RunState) -> Figure:
             [Line("queries", state.queries, "green"), Line("lr", state.lr, "blue", yside="right")],
         )
     if tab == "sora":
-        return Figure("SoRA gate sparsity", [Line("sparsity", state.sparsity, "yellow")])
+        return Figure("SoRA gate sparsity", [Line("sparsity", state.sparsity, "yellow")], ylim=(0.0, 1.0))
     return loss_figure(state)
 
 
@@ -196,10 +196,15 @@ class DashboardScreen(Screen[None]):
         """Touch only widgets whose text changed: every ``update`` costs a screen render, and that
         CPU is taken from the engine's torch threads on a small machine."""
         state = self.runner.state
-        self.query_one(RunView).refresh_view(live=self.runner.active)
+        view = self.query_one(RunView)
+        if view.state is not state:  # a resumed run's history replaced the empty state
+            view.state, view.logs_seen = state, 0
+            view.refresh_view(force=True)
+        else:
+            view.refresh_view(live=self.runner.active)
         cfg = self.runner.config
-        what = (
-            f" · {cfg.model.name} · {cfg.task.name} · {cfg.adapter.method} · {cfg.optimizer.name}"
+        what = (  # the method first: in a narrow terminal the tail is what gets cut
+            f" · {cfg.adapter.method} · {cfg.optimizer.name} · {cfg.model.name} · {cfg.task.name}"
             if cfg
             else ""
         )
@@ -207,7 +212,11 @@ class DashboardScreen(Screen[None]):
         if ev is not None:  # not "running (training)" at 0 steps/s for minutes
             status = f"{state.status} · evaluating {ev.split}: {ev.done}/{ev.total} batches"
         else:
-            status = state.status + (f" ({state.status_message})" if state.status_message else "")
+            message = state.status_message
+            if message.startswith(state.status):  # "finished 300 steps", not "finished (finished …)"
+                status = message
+            else:
+                status = state.status + (f" ({message})" if message else "")
         self.query_one("#run-title", TextLine).show(f"[b]{self.runner.run_dir.name}[/b] · {status}{what}")
         bar = self.query_one("#progress", ProgressBar)
         if state.total_steps:

@@ -14,7 +14,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 from textual.worker import Worker, WorkerState
@@ -25,13 +25,14 @@ from zotui import catalog
 from zotui.backend import RunHandle
 from zotui.state import RunState
 
-CHECKPOINTS = ("best", "last")
+CHECKPOINTS = ("best", "last", "step")
 
 
 def checkpoint_text(state: RunState | None, chosen: str) -> str:
     """Each checkpoint the dialog offers with its step and the dev accuracy measured there."""
     if state is None:
-        return f"exports checkpoints/{chosen} (the run's log is not readable: step unknown)"
+        what = f"the checkpoint of step {chosen}" if chosen.isdigit() else f"checkpoints/{chosen}"
+        return f"exports {what} (the run's log is not readable: step unknown)"
     parts = []
     for name, step in (("best", state.best_checkpoint), ("last", state.last_checkpoint)):
         if step is None:
@@ -40,6 +41,13 @@ def checkpoint_text(state: RunState | None, chosen: str) -> str:
             acc = state.dev_accuracy_at(step)
             text = f"{name}: step {step}, dev accuracy " + (f"{acc:.3f}" if acc is not None else "--")
         parts.append(f"[b]{text}[/b]" if name == chosen else text)
+    kept = ", ".join(str(k) for k in state.kept_checkpoints()) or "none yet"
+    steps = f"steps kept: {kept}"
+    if chosen.isdigit():
+        acc = state.dev_accuracy_at(int(chosen))
+        dev = f", dev accuracy {acc:.3f}" if acc is not None else ""
+        steps = f"[b]step {chosen}{dev}[/b] · " + steps
+    parts.append(steps)
     return " · ".join(parts)
 
 
@@ -48,7 +56,9 @@ class ExportScreen(ModalScreen[list[Path] | None]):
 
     BINDINGS = [
         Binding("escape", "close", "Close", id="export-close", tooltip="Back"),
-        Binding("ctrl+e", "export_now", "Export", id="export-now", tooltip="Write the files"),
+        Binding(  # priority: ^E is also an Input's end-of-line key, and the button promises ^E
+            "ctrl+e", "export_now", "Export", id="export-now", tooltip="Write the files", priority=True
+        ),
     ]
 
     def __init__(
@@ -70,7 +80,7 @@ class ExportScreen(ModalScreen[list[Path] | None]):
         self.written: list[Path] | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide", id="export-box"):
+        with VerticalScroll(classes="dialog wide", id="export-box"):  # scrolls in a small terminal
             yield Static(f"[b]Export[/b] {self.run_dir.name}", classes="dialog-title")
             with RadioSet(id="export-format"):
                 for i, name in enumerate(self.formats):
@@ -80,7 +90,12 @@ class ExportScreen(ModalScreen[list[Path] | None]):
                 yield Label("checkpoint ")
                 with RadioSet(id="export-checkpoint"):
                     for name in CHECKPOINTS:
-                        yield RadioButton(name, value=name == "best", id=f"ckpt-{name}")
+                        yield RadioButton(
+                            "a step" if name == "step" else name, value=name == "best", id=f"ckpt-{name}"
+                        )
+            yield Input(  # its own line: the radio row is as wide as a 60-column terminal allows
+                placeholder="step number", restrict=r"[0-9]*", id="export-step", disabled=True, compact=True
+            )
             yield Static("", id="export-ckpt-info", classes="hint")
             yield Label("destination")
             yield Input(str(self._default_dest(self.fmt)), id="export-dest")
@@ -116,8 +131,23 @@ class ExportScreen(ModalScreen[list[Path] | None]):
     @on(RadioSet.Changed, "#export-checkpoint")
     def _checkpoint_changed(self, event: RadioSet.Changed) -> None:
         event.stop()
-        self.checkpoint = str(event.pressed.label)
+        which = (event.pressed.id or "ckpt-best").removeprefix("ckpt-")
+        step_input = self.query_one("#export-step", Input)
+        step_input.disabled = which != "step"
+        if which == "step":
+            if not step_input.value and self.state is not None and self.state.kept_checkpoints():
+                step_input.value = str(self.state.kept_checkpoints()[0])  # the oldest one kept
+            step_input.focus()
+            which = step_input.value or "step"
+        self.checkpoint = which
         self._show_checkpoints(None)
+
+    @on(Input.Changed, "#export-step")
+    def _step_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if not event.input.disabled:
+            self.checkpoint = event.value or "step"
+            self._show_checkpoints(None)
 
     def _default_dest(self, fmt: str) -> Path:
         return self.run_dir / "exports" / fmt
@@ -135,20 +165,36 @@ class ExportScreen(ModalScreen[list[Path] | None]):
     def action_export_now(self) -> None:
         dest = self.query_one("#export-dest", Input).value.strip()
         if not dest:
-            self.query_one("#export-result", Static).update("[red]destination: must not be empty[/]")
+            self._say("[red]destination: must not be empty[/]")
             return
         from zoengine.exporting import check_export_dest
 
+        if self.checkpoint == "step":
+            self._say("[red]checkpoint: type a step number[/]")
+            return
+        kept = self.state.kept_checkpoints() if self.state is not None else []
+        if self.checkpoint.isdigit() and kept and int(self.checkpoint) not in kept:
+            listed = ", ".join(str(k) for k in kept)
+            self._say(
+                f"[b red]not exported:[/] no checkpoint at step {self.checkpoint}; this run keeps steps {listed}"
+            )
+            return
         path = Path(dest).expanduser()
         force = self.query_one("#export-force", Checkbox).value
         try:
             check_export_dest(path, force, field="destination")
         except ZOError as exc:
             text = exc.one_line().replace("add --force", "tick 'replace'")
-            self.query_one("#export-result", Static).update(f"[b red]not exported:[/] {text}")
+            self._say(f"[b red]not exported:[/] {text}")
             return
-        self.query_one("#export-result", Static).update(f"exporting {self.fmt} ({self.checkpoint})…")
+        self._say(f"exporting {self.fmt} ({self.checkpoint})…")
         self._export(self.fmt, path, force, self.checkpoint)
+
+    def _say(self, text: str) -> None:
+        """The outcome line, scrolled into view (below the fold of a small terminal otherwise)."""
+        result = self.query_one("#export-result", Static)
+        result.update(text)
+        result.scroll_visible()
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="export")
     def _export(self, fmt: str, dest: Path, force: bool = False, checkpoint: str = "best") -> list[Path]:
@@ -171,11 +217,13 @@ class ExportScreen(ModalScreen[list[Path] | None]):
                 size = format_bytes(p.stat().st_size) if p.is_file() else "dir"
                 lines.append(f"  {p}  {size}")
             result.update("\n".join(lines))
+            result.scroll_visible()  # below the fold of a small terminal otherwise
             self.query_one("#export-force", Checkbox).value = False  # each overwrite is asked for
         elif event.state == WorkerState.ERROR:
             err = event.worker.error
             text = err.one_line() if isinstance(err, ZOError) else f"{type(err).__name__}: {err}"
             result.update(f"[b red]export failed:[/] {text}")
+            result.scroll_visible()
 
     @on(Button.Pressed, "#close")
     def action_close(self) -> None:

@@ -15,11 +15,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from zoengine.errors import ZOError
-from zotui.backend import ACTIVE_STATUSES, RESUMABLE_STATUSES, RunRow
+from zoengine.events import Event
+from zotui.backend import RESUMABLE_STATUSES, RunRow, is_live, tail_events
 from zotui.screens.dashboard import RunView
 from zotui.state import RunState, format_count
 from zotui.widgets.plots import Figure, Line, Points, SeriesPlot
@@ -193,11 +195,14 @@ class ReplayScreen(Screen[None]):
         self.names = names or [p.name for p in self.paths]
         self.methods = methods or [""] * len(self.paths)
         self.states: list[RunState] = []
-        self.tailing = False  # re-reading the log of a run another process is still writing
+        self.tailing = False  # following the log of a run another process is still writing
+        self.followed = False  # it was live when opened
+        self.writer_live = False  # its writer's lock was held at the last read
+        self.log_offset = 0  # bytes of its metrics.jsonl read so far
+        self._tail_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        title = self.names[0] if len(self.paths) == 1 else f"{len(self.paths)} runs overlaid"
-        yield Static(f"[b]Replay[/b] · {title}", id="replay-title")
+        yield Static(self._title(), id="replay-title")
         if len(self.paths) == 1:
             yield RunView(RunState(), id="replay-view")
         else:
@@ -214,9 +219,32 @@ class ReplayScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="replay", exit_on_error=False, description="read run logs")
     def _read(self) -> list[RunState]:
         backend = self.app.backend  # type: ignore[attr-defined]
+        if len(self.paths) == 1:  # one run: read it as a tail, so a live one can be followed
+            events, self.log_offset = tail_events(self.paths[0])
+            self.writer_live = is_live(self.paths[0])
+            return [RunState.from_events(events)]
         return [RunState.from_events(backend.read_events(p)) for p in self.paths]
 
+    @work(thread=True, exclusive=True, group="tail", exit_on_error=False, description="follow a live run")
+    def _tail(self) -> tuple[list[Event], int, bool]:
+        """New complete lines of the live run's metrics.jsonl, and whether its writer still holds
+        the lock (read before the lines, so the last lines of a run that just ended are kept)."""
+        live = is_live(self.paths[0])
+        events, offset = tail_events(self.paths[0], self.log_offset)
+        return events, offset, live
+
+    def _title(self) -> str:
+        title = self.names[0] if len(self.paths) == 1 else f"{len(self.paths)} runs overlaid"
+        if self.tailing:
+            title += " · [b]live[/b]: written by another process, followed as it runs"
+        elif self.followed:
+            title += " · the run's writer has ended"
+        return f"[b]Replay[/b] · {title}"
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "tail":
+            self._tailed(event)
+            return
         if event.worker.group != "replay":
             return
         if event.state == WorkerState.ERROR:
@@ -229,11 +257,26 @@ class ReplayScreen(Screen[None]):
             view = self.query_one(RunView)
             view.state = self.states[0]
             view.refresh_view(force=True)
-            if self.states[0].status in ACTIVE_STATUSES and not self.tailing:
-                self.tailing = True  # a live run (e.g. from the CLI): follow its metrics.jsonl
-                self.set_interval(TAIL_SECONDS, self._read, name="tail-metrics")
+            if self.writer_live and not self.tailing:  # e.g. a CLI train: follow its metrics.jsonl
+                self.tailing = self.followed = True
+                self._tail_timer = self.set_interval(TAIL_SECONDS, self._tail, name="tail-metrics")
+                self.query_one("#replay-title", Static).update(self._title())
             return
         self._draw_overlay()
+
+    def _tailed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.SUCCESS or not self.states:
+            return
+        events, self.log_offset, live = event.worker.result
+        state = self.states[0]
+        if state.feed(events):
+            self.query_one(RunView).refresh_view(live=live)
+        if not live and self.tailing:
+            self.tailing = False
+            if self._tail_timer is not None:
+                self._tail_timer.stop()
+            self.query_one(RunView).refresh_view(force=True)
+            self.query_one("#replay-title", Static).update(self._title())
 
     def _draw_overlay(self) -> None:
         named = list(zip(self.names, self.states, strict=True))

@@ -48,7 +48,8 @@ class CountersPanel(Static):
         total = state.total_steps or "?"
         table.add_row("step", f"{state.step} / {total}")
         smooth = state.smoothed.last[1] if state.smoothed.last else None
-        table.add_row("loss", f"{_num(ev.loss if ev else None)} (ema {_num(smooth)})")
+        table.add_row("loss", _num(ev.loss if ev else None))  # two rows: each fits a 100-column terminal
+        table.add_row("loss (ema)", _num(smooth))
         best = state.best_dev()
         table.add_row("best dev acc", f"{best.accuracy:.3f} @ {best.step}" if best else "--")
         q_k = ev.extra.get("q_k", ev.queries) if ev else None

@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from zoengine.telemetry import (
     NVML_WHAT,
+    PROCESS_WHAT,
     TORCH_WHAT,
     Reading,
     format_bytes,
@@ -18,6 +19,8 @@ from zoengine.telemetry import (
 )
 
 REFRESH_SECONDS = 2.0
+# what each group measures, short enough for the 33 columns of the side panel
+SHORT_WHAT = {PROCESS_WHAT: "resident memory, this process"}
 
 
 def _default_source() -> Callable[[str | None], list[Reading]]:
@@ -77,14 +80,15 @@ class MemoryPanel(Static):
         if gpu:
             text.append(f"{gpu}\n", style="bold" if "none" not in gpu else "dim")
         last_what = None
+        width = max((len(r.label) for r in readings), default=0)  # no wider than the labels shown
         for r in readings:
             if r.what != last_what:
-                text.append(f"{r.what}\n", style="dim italic")
+                text.append(f"{SHORT_WHAT.get(r.what, r.what)}\n", style="dim italic")
                 last_what = r.what
             value = format_bytes(r.value_bytes)
             if r.total_bytes:
                 value += f" / {format_bytes(r.total_bytes)}"
-            text.append(f"  {r.label:<20} {value}\n")
+            text.append(f"  {r.label:<{width}} {value}\n")
         if not readings:
             text.append("memory: no readings")
         text.rstrip()

@@ -58,6 +58,8 @@ class Figure:
     points: list[Points] = field(default_factory=list)
     ylabel: str = ""
     y2label: str = ""
+    ylim: tuple[float, float] | None = None  # a fixed left axis (a fraction: 0..1)
+    integer_x: bool = True  # x is a step count: ticks on whole numbers only
 
 
 class SeriesPlot(PlotextPlot):
@@ -97,8 +99,10 @@ class SeriesPlot(PlotextPlot):
         columns = max(4, self.size.width - AXIS_COLUMNS)
         top = _finite_max(fig)
         drawn = False
+        all_xs: list[float] = []
         for line in fig.lines:
             xs, ys, nan_xs = line.series.view(columns)
+            all_xs += xs[:1] + xs[-1:] + nan_xs
             if xs:
                 draw = plt.plot if line.joined else plt.scatter
                 draw(xs, ys, label=line.label, color=line.color, marker="braille", yside=line.yside)
@@ -107,6 +111,7 @@ class SeriesPlot(PlotextPlot):
                 plt.scatter(nan_xs, [top] * len(nan_xs), label=f"{line.label} NaN", color="red", marker="x")
                 drawn = True
         for pts in fig.points:
+            all_xs += pts.xs
             if pts.xs:
                 draw = plt.plot if pts.joined else plt.scatter
                 draw(pts.xs, pts.ys, label=pts.label, color=pts.color, marker=pts.marker, yside=pts.yside)
@@ -117,6 +122,23 @@ class SeriesPlot(PlotextPlot):
             plt.ylabel(fig.ylabel)
         if fig.y2label and any(p.yside == "right" for p in fig.points):
             plt.ylabel(fig.y2label, yside="right")
+        if fig.ylim is not None:
+            plt.ylim(*fig.ylim)
+        if fig.integer_x and all_xs:
+            ticks = integer_ticks(min(all_xs), max(all_xs))
+            plt.xticks(ticks, [str(t) for t in ticks])
+
+
+def integer_ticks(lo: float, hi: float, most: int = 6) -> list[int]:
+    """At most ``most`` whole-number ticks at a 1/2/5×10^k spacing covering ``lo..hi``."""
+    first, last = math.ceil(lo), math.floor(hi)
+    if last <= first:
+        return [round(lo)]
+    span, step = last - first, 1
+    while span / step > most - 1:  # 1, 2, 5, 10, 20, 50, ...
+        step = step * 5 // 2 if str(step)[0] == "2" else step * 2
+    start = math.ceil(first / step) * step
+    return list(range(start, last + 1, step))
 
 
 def _finite_max(fig: Figure) -> float:
