@@ -378,7 +378,10 @@ class AdapterHandle:
         self.orig_dtypes: dict[str, torch.dtype] = orig_dtypes or {}
         self.state: dict[str, Any] = {}
         self._trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        offloaded = [n for n, p in self._trainable if p.device.type == "meta"]
+        # a model dispatched with a device map keeps offloaded weights on "meta" (a model built on
+        # meta only to count parameters, as the app's preview does, has no device map)
+        dispatched = bool(getattr(model, "hf_device_map", None))
+        offloaded = [n for n, p in self._trainable if p.device.type == "meta"] if dispatched else []
         if offloaded:
             raise AdapterError(
                 f"{len(offloaded)} trainable tensors (e.g. {offloaded[0]}) sit in offloaded layers "
@@ -557,6 +560,8 @@ def layer_device(layer: nn.Module) -> torch.device:
     if dev.type == "meta":
         hook = getattr(layer, "_hf_hook", None)
         exec_dev = getattr(hook, "execution_device", None)
+        if exec_dev is None and hook is None:
+            return dev  # a weightless copy built only to count parameters (the app's preview)
         if exec_dev is None:
             raise AdapterError(
                 "an adapted layer has no weights on any device (offloaded without a hook)",
