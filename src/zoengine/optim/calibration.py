@@ -15,11 +15,14 @@ The constants ``c`` are per adapter method (per-coordinate curvature differs by 
 between a norm scale, a LoRA B matrix and a tensor-train core) and were measured with
 ``zoengine tune`` on smollm2-135m-instruct + rotten-tomatoes (batch 8, 20 steps, 96 dev examples;
 see ``bench/results/calibration.json``): ``c = η_tuned · d`` (or ``· √d``) at the measured d.
-The default is set a factor ≈ 2 below the sweep's pick (between the largest lr that learned and the
-first that diverged): a 16-step sweep rewards steps that a 300-step run does not survive.
+The default is set a factor ≈ 5 below the sweep's pick: a 16-step sweep rewards steps that a
+150–300-step run does not survive (short-horizon bias). Measured: TT at the pick/2 (lr 3.0e-3) went
+from zero-shot test accuracy 0.58 to 0.51 at half a 150-step run and 0.475 at its end (the prior
+over-corrected, `bench/results/matrix_superseded/`), while lr 1e-3 (v0.1's hand-set TT value) had
+learned to 0.705; the final-norm constant (2.9, lr 5e-3) was measured over 300 steps.
 Adaptive constants are derived, not yet swept: an Adam/sign step moves a coordinate by about
 ``lr_sgd·|projected_grad|`` of the SGD step it replaces, with |projected_grad| ≈ 1 measured on TT
-(0.2 on the norm scale), times 0.7 for safety: ``c_adaptive ≈ 0.7·c_sgd/√d``.
+(0.2 on the norm scale), times 0.7 for safety: ``c_adaptive ≈ 0.7·c_sgd·|pg|/√d``.
 A user's own model, rank or targets then get ``c/d`` for their d; ``zoengine tune`` refines it.
 """
 
@@ -40,10 +43,10 @@ LR_CONSTANTS: dict[str, tuple[float, float]] = {
     "subset": (2.9, 0.05),
     "full": (2.9, 0.05),
     "bitfit": (2.9, 0.05),
-    "lora": (8.0e3, 3.5),
-    "lora_xs": (13.0, 0.08),
-    "sora": (8.0e3, 3.5),
-    "tt": (350.0, 0.7),
+    "lora": (2.7e3, 1.2),
+    "lora_xs": (4.5, 0.03),
+    "sora": (2.7e3, 1.2),
+    "tt": (118.0, 0.24),
 }
 _FALLBACK = (2.9, 0.12)
 FIRST_ORDER_LR = 1e-4
