@@ -85,3 +85,25 @@ def _isolated_homes(tmp_path_factory, monkeypatch):
     """Runs go to a temp dir. The asset cache stays the user's (real assets are fetched once);
     tests of fetching itself point ZOENGINE_CACHE at a temp dir."""
     monkeypatch.setenv("ZOENGINE_RUNS", str(tmp_path_factory.getbasetemp() / "runs"))
+
+
+SENTIMENT_POS = "great fun wonderful good best love happy fine".split()
+SENTIMENT_NEG = "terrible awful boring bad worst hate sad".split()
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path):
+    """Two-class file (240 rows) whose label is readable from its words: learnable by a tiny model."""
+    import random
+
+    rng = random.Random(0)
+    rows = ["text,label"]
+    for i in range(240):
+        pos = i % 2 == 0
+        words = rng.sample(SENTIMENT_POS if pos else SENTIMENT_NEG, 3)
+        words += rng.sample(["the", "movie", "film", "story", "plot"], 2)
+        rng.shuffle(words)
+        rows.append(f"{' '.join(words)},{'great' if pos else 'terrible'}")
+    path = tmp_path / "sent.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path

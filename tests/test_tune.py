@@ -4,7 +4,6 @@ never chosen, a refusal when the budget cannot separate candidates, cache and --
 from __future__ import annotations
 
 import math
-import random
 import tomllib
 
 import pytest
@@ -12,24 +11,6 @@ import pytest
 from zoengine.cli import main
 from zoengine.config import RunConfig
 from zoengine.tune import TuneError, cache_key, cached_result, lr_grid, tune
-
-POS = "great fun wonderful good best love happy fine".split()
-NEG = "terrible awful boring bad worst hate sad".split()
-
-
-@pytest.fixture
-def sentiment_csv(tmp_path):
-    """Two-class file whose label is readable from its words (learnable by a tiny model)."""
-    rng = random.Random(0)
-    rows = ["text,label"]
-    for i in range(240):
-        pos = i % 2 == 0
-        words = rng.sample(POS if pos else NEG, 3) + rng.sample(["the", "movie", "film", "story", "plot"], 2)
-        rng.shuffle(words)
-        rows.append(f"{' '.join(words)},{'great' if pos else 'terrible'}")
-    path = tmp_path / "sent.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from [1e-6, 3e-3, 2e-2]); the tune cache is a tmp dir (ZOENGINE_CACHE).
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
@@ -25,23 +24,15 @@ from .conftest import wait_for
 
 pytest.importorskip("zoengine.tune")
 
-POS = "great fun wonderful good best love happy fine".split()
-NEG = "terrible awful boring bad worst hate sad".split()
 GRID = [1e-6, 3e-3, 2e-2]
 
 
 @pytest.fixture
-def tune_cfg(tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunConfig:
+def tune_cfg(
+    tiny_llama_dir: Path, sentiment_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> RunConfig:
     monkeypatch.setenv("ZOENGINE_CACHE", str(tmp_path / "cache"))
-    rng = random.Random(0)
-    rows = ["text,label"]
-    for i in range(240):
-        pos = i % 2 == 0
-        words = rng.sample(POS if pos else NEG, 3) + rng.sample(["the", "movie", "film", "story", "plot"], 2)
-        rng.shuffle(words)
-        rows.append(f"{' '.join(words)},{'great' if pos else 'terrible'}")
-    csv = tmp_path / "sent.csv"
-    csv.write_text("\n".join(rows) + "\n")
+    csv = sentiment_csv
     cfg = RunConfig()
     cfg.model.name, cfg.model.device = str(tiny_llama_dir), "cpu"
     cfg.task.name, cfg.task.path = "file", str(csv)
