@@ -6,10 +6,12 @@ words terrible/great). SmolLM2 answers "great" for almost every review zero-shot
 accuracy sits *below* the majority rate — the situation in which a user's first run used to end
 worse than doing nothing.
 
-The default flow, as the README tells a user to run it:
+The default flow, as the README tells a user to run it (the app's default method: TT + MeZO,
+300 steps; the tuner's pick is discounted by √(tune steps / run steps) when it is written):
 
-    zoengine tune  --model smollm2-135m-instruct --task file --data reviews.csv \\
-                   --set 'task.label_map={negative="terrible", positive="great"}' --write tuned.toml
+    zoengine tune  --model smollm2-135m-instruct --task file --data reviews.csv --adapter tt \\
+                   --steps 300 --set 'task.label_map={negative="terrible", positive="great"}' \\
+                   --write tuned.toml
     zoengine train --config tuned.toml
 
 Sizes are left to the defaults (a 400-row file splits 60/20/20). Resumable: each stage writes
@@ -116,7 +118,9 @@ def main() -> None:
     tuned = work / "tuned.toml"
     if "tune" not in done:
         t0 = time.time()
-        proc = zoengine("tune", *common, "--write", str(tuned), "--force", "--quiet")
+        proc = zoengine(
+            "tune", *common, "--adapter", "tt", "--steps", "300", "--write", str(tuned), "--force", "--quiet"
+        )
         done["tune"] = {"stdout": proc.stdout, "exit": proc.returncode, "seconds": round(time.time() - t0)}
         save()
         if proc.returncode != 0:

@@ -87,7 +87,9 @@ def test_cli_tune_writes_the_tuned_config_and_refuses_to_overwrite(tune_cfg, tmp
     text = capsys.readouterr().out
     assert "tuned: lr" in text and "training loss per candidate" in text
     written = tomllib.loads(out.read_text())
-    assert written["optimizer"]["lr"] == 3e-3
+    # the 12-step pick 3e-3, discounted for the config's 500-step run: 3e-3 × √(12/500)
+    assert tune_cfg.run.steps == 500 and "sweep pick 0.003" in text
+    assert written["optimizer"]["lr"] == pytest.approx(3e-3 * math.sqrt(12 / 500), rel=2e-3)
     before = out.read_text()
     assert main(argv) == 2  # exists: not overwritten without --force
     err = capsys.readouterr().err.strip().splitlines()
@@ -95,6 +97,21 @@ def test_cli_tune_writes_the_tuned_config_and_refuses_to_overwrite(tune_cfg, tmp
     assert out.read_text() == before
     assert main(["tune", "--config", str(cfg_path), "--tune-steps", "1"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: tune.steps:")
+
+
+def test_the_pick_is_discounted_by_one_over_root_run_length() -> None:
+    from zoengine.tune import TuneResult, apply_result
+
+    result = TuneResult(
+        key="k", lr=4e-3, eps=1e-3, chosen=0, steps=20, batch_size=8, dev_examples=96,
+        candidates=[], trainable=10, default_lr=1e-3, seconds=1.0,
+    )  # fmt: skip
+    assert result.lr_for(20) == 4e-3 and result.lr_for(5) == 4e-3  # never above the pick
+    assert result.lr_for(80) == pytest.approx(2e-3) and result.lr_for(320) == pytest.approx(1e-3)
+    cfg = RunConfig()
+    cfg.run.steps = 500
+    assert apply_result(cfg, result).optimizer.lr == pytest.approx(4e-3 * math.sqrt(20 / 500), rel=2e-3)
+    assert cfg.optimizer.lr is None  # a copy
 
 
 def test_cache_key_ignores_options_given_at_their_default() -> None:

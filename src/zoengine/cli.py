@@ -451,10 +451,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(plot_text(result))
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
+    run_lr = result.lr_for(cfg.run.steps)
     print(
-        f"tuned: lr {result.lr:.3g}, eps {result.eps:.2g} (calibrated default {result.default_lr:.3g}, "
-        f"{result.trainable:,} trainable; {result.seconds:.0f} s; cached for this model/task/adapter/"
-        f"optimizer/batch)"
+        f"tuned: lr {run_lr:.3g} for the {cfg.run.steps}-step run (sweep pick {result.lr:.3g} × "
+        f"√({result.steps}/{cfg.run.steps}) for the longer horizon, at most ×1), eps {result.eps:.2g} "
+        f"(calibrated default {result.default_lr:.3g}, {result.trainable:,} trainable; {result.seconds:.0f} s; "
+        f"cached for this model/task/adapter/optimizer/batch)"
     )
     if write is not None:
         atomic_write_text(write, apply_result(cfg, result).to_toml())

@@ -41,6 +41,7 @@ def tune_cfg(
     cfg.task.n_train, cfg.task.n_dev, cfg.task.n_test = 120, 64, 40
     cfg.adapter.method, cfg.optimizer.name = "full", "mezo_sgd"
     cfg.run.batch_size, cfg.run.output_dir = 16, str(tmp_path / "run")
+    cfg.run.steps = 48  # 4× the 12-step sweep: the tuned lr written is the pick × √(12/48) = pick/2
     return cfg
 
 
@@ -94,9 +95,9 @@ async def test_tune_key_sweeps_draws_curves_and_writes_the_tuned_lr_into_the_for
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
         setup = app.screen
         assert isinstance(setup, SetupScreen)
-        assert field(app, "optimizer.lr").value == "0.003"
+        assert field(app, "optimizer.lr").value == "0.0015"  # pick 3e-3 discounted for 48 steps
         cfg, errors = setup.build_config()
-        assert not errors and cfg.optimizer.lr == 3e-3
+        assert not errors and cfg.optimizer.lr == 1.5e-3
         # the sweep was cached: the setup screen now offers it
         await wait_for(pilot, lambda: setup.tuned is not None)
         assert setup.query_one("#tuned-offer").has_class("-available")
@@ -180,10 +181,11 @@ async def test_a_cached_sweep_is_offered_and_applied_in_one_action(make_demo_app
         setup.query_one("#setup-tabs", TabbedContent).active = "tab-optimizer"
         await pilot.pause()
         assert setup.query_one("#tuned-offer").has_class("-available")
-        assert "0.004" in str(setup.query_one("#use-tuned", Button).label)
+        assert "0.002" in str(setup.query_one("#use-tuned", Button).label)  # 4e-3 × √(12/48)
+        assert "sweep pick 0.004" in str(setup.query_one("#tuned-hint").render())
         await pilot.click("#use-tuned")
         await pilot.pause()
-        assert field(app, "optimizer.lr").value == "0.004" and field(app, "optimizer.eps").value == "0.01"
+        assert field(app, "optimizer.lr").value == "0.002" and field(app, "optimizer.eps").value == "0.01"
         await wait_for(pilot, lambda: "(in use)" in str(setup.query_one("#tuned-hint").render()))
         # another batch size is another cache entry: no offer
         await type_into(pilot, app, "run.batch_size", "8", "tab-run")

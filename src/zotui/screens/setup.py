@@ -528,9 +528,9 @@ class SetupScreen(Screen[None]):
             result = catalog.cached_tune(cfg)
         except Exception:
             result = None  # the cache is a convenience, never an error
-        self.app.call_from_thread(self._show_tuned, result, cfg.optimizer.lr)
+        self.app.call_from_thread(self._show_tuned, result, cfg.optimizer.lr, cfg.run.steps)
 
-    def _show_tuned(self, result: TuneResult | None, current_lr: float | None) -> None:
+    def _show_tuned(self, result: TuneResult | None, current_lr: float | None, run_steps: int = 0) -> None:
         if not self.is_mounted:
             return
         self.tuned = result
@@ -538,11 +538,13 @@ class SetupScreen(Screen[None]):
         offer.set_class(result is not None, "-available")
         offer.tooltip = "a cached sweep for this model, task, adapter, optimizer and batch size"
         if result is not None:
-            in_use = current_lr is not None and math.isclose(current_lr, result.lr, rel_tol=1e-9)
+            run_lr = result.lr_for(run_steps)
+            in_use = current_lr is not None and math.isclose(current_lr, run_lr, rel_tol=1e-9)
             self.query_one("#tuned-hint", Static).update(
-                f"tuned: lr {result.lr:.3g}, eps {result.eps:.2g}" + (" (in use)" if in_use else "")
+                f"tuned: lr {run_lr:.3g} for {run_steps} steps (sweep pick {result.lr:.3g}), "
+                f"eps {result.eps:.2g}" + (" (in use)" if in_use else "")
             )
-            self.query_one("#use-tuned", Button).label = f"use tuned lr ({result.lr:.3g}) F8"
+            self.query_one("#use-tuned", Button).label = f"use tuned lr ({run_lr:.3g}) F8"
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -558,11 +560,13 @@ class SetupScreen(Screen[None]):
         self.apply_tuned(self.tuned)
 
     def apply_tuned(self, result: TuneResult) -> None:
-        """Write the sweep's lr and eps into the form (one action)."""
-        self.query_one(f"#{field_id('optimizer.lr')}", FormField).set_value(as_text(result.lr))
+        """Write the tuned lr (the sweep's pick discounted for the form's run length) and eps."""
+        cfg = self.validate_form()
+        run_lr = result.lr_for(cfg.run.steps if cfg is not None else result.steps)
+        self.query_one(f"#{field_id('optimizer.lr')}", FormField).set_value(as_text(run_lr))
         self.query_one(f"#{field_id('optimizer.eps')}", FormField).set_value(as_text(result.eps))
         self._refresh_tuned(self.validate_form())
-        self.notify(f"tuned lr {result.lr:.3g}, eps {result.eps:.2g} written into the form")
+        self.notify(f"tuned lr {run_lr:.3g} (sweep pick {result.lr:.3g}), eps {result.eps:.2g} written into the form")
 
     # --- actions ----------------------------------------------------------------------------------
 
