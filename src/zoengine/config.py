@@ -120,6 +120,13 @@ class AdapterConfig:
     targets: list[str] | None = field(
         default=None, metadata={"help": "module/parameter name patterns; empty = per-architecture default"}
     )
+    layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "blocks to adapt: all | top:K | bottom:K | A-B | 0,2,4 (0 = nearest the input); "
+            "blocks below the lowest adapted one run once per batch, not once per query"
+        },
+    )
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "method-specific settings"})
 
 
@@ -180,6 +187,13 @@ class RunSettings:
         metadata={
             "help": "rollbacks to the last good state before the run stops as 'diverged' "
             "(0 = stop at the first divergence and keep no in-memory snapshot)"
+        },
+    )
+    share_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "run the frozen blocks below the first trainable one once per batch and reuse "
+            "their output for every query of the step (exact; off = recompute)"
         },
     )
     parallel: str = field(
@@ -311,6 +325,9 @@ class RunConfig:
             if getattr(t, name) is not None and getattr(t, name) < 0:
                 raise ConfigError(f"must be >= 0 (got {getattr(t, name)})", field=f"task.{name}")
         _choice("run.parallel", r.parallel, ("data", "query"))
+        from zoengine.layers import check_layers_spec
+
+        check_layers_spec(self.adapter.layers)
         for name, seed in (("task.seed", t.seed), ("run.seed", r.seed)):
             if not (0 <= seed < 2**32):
                 raise ConfigError(f"must be an integer in 0..{2**32 - 1} (got {seed})", field=name)

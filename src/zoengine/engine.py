@@ -360,6 +360,12 @@ class Run:
             self._log(w, "warning")
         self.handle = apply_adapter(self.loaded.model, cfg.adapter, seed=cfg.run.seed)
         self.handle.set_run_length(cfg.run.steps)
+        prefix = self.objective.share_prefix(cfg.run.share_prefix)
+        if prefix is not None and prefix.active:
+            self._log(
+                f"blocks 0-{prefix.start - 1} of {prefix.n_layers} hold nothing trainable: they run once per "
+                "batch and every query of a step reuses their output"
+            )
         groups = self.handle.param_groups(cfg.optimizer.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.task.train) / cfg.run.batch_size)
         self.lr = resolved_lr(cfg, self.handle.num_trainable())

@@ -13,6 +13,7 @@ across batch sizes.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from zoengine.errors import DataError
 from zoengine.models import LoadedModel
+from zoengine.prefix import PrefixCache
 
 if TYPE_CHECKING:
     from zoengine.tasks import Example, Task
@@ -55,6 +57,13 @@ class Objective:
         self.single_token_ids: torch.Tensor | None = None
         if loaded.kind in ("causal_lm", "masked_lm") and task.kind == "classification":
             self.single_token_ids = self._label_token_ids()
+        self.prefix: PrefixCache | None = None
+
+    def share_prefix(self, enabled: bool = True) -> PrefixCache | None:
+        """Reuse the frozen blocks' output across the forwards of one batch (call after the adapter
+        is applied: the first trainable block decides where the shared prefix ends)."""
+        self.prefix = PrefixCache(self.loaded.model) if enabled else None
+        return self.prefix
 
     # --- label words ----------------------------------------------------------------------------
 
@@ -172,6 +181,10 @@ class Objective:
 
     def option_logits(self, batch: Batch) -> torch.Tensor:
         """Scores (B, C) whose softmax is the model's belief over the options."""
+        with self.prefix.forward_for(batch) if self.prefix is not None else nullcontext():
+            return self._option_logits(batch)
+
+    def _option_logits(self, batch: Batch) -> torch.Tensor:
         model, device = self.loaded.model, self.loaded.device
         ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
         kind = self.loaded.kind

@@ -226,6 +226,7 @@ def tune(
     torch.manual_seed(cfg.run.seed)
     handle = apply_adapter(loaded.model, cfg.adapter, seed=cfg.run.seed)
     handle.set_run_length(cfg.run.steps)
+    objective.share_prefix(cfg.run.share_prefix)
     init_state = handle.trainable_state_dict()
     trainable = handle.num_trainable()
     default_lr = resolved_lr(cfg, trainable)

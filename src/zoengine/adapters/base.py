@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from zoengine.config import AdapterConfig
 from zoengine.errors import AdapterError, ConfigError
+from zoengine.layers import select_in_layers
 
 ADAPTER_PREFIX = "zo_"  # child-module prefix of every injected adapter ("...q_proj.zo_lora.A")
 
@@ -612,7 +613,7 @@ def inject(
     patterns = method.check_targets(cfg)
     if not patterns:
         patterns = default_placement_patterns(model) if placement else default_linear_patterns(model)
-    targets = resolve_linear_targets(model, patterns)
+    targets = select_in_layers(model, resolve_linear_targets(model, patterns), cfg.layers)
     if "r" in opts and not placement:
         check_rank(opts["r"], [(t, *linear_dims(model.get_submodule(t))) for t in targets])
     freeze(model)

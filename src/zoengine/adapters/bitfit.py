@@ -10,6 +10,7 @@ from zoengine.adapters._select import train_in_place
 from zoengine.adapters.base import AdapterHandle, AdapterMethod, resolve_parameters
 from zoengine.config import AdapterConfig
 from zoengine.errors import AdapterError
+from zoengine.layers import select_in_layers
 
 
 class BitFit(AdapterMethod):
@@ -28,4 +29,4 @@ class BitFit(AdapterMethod):
                 field="adapter.method",
                 hint="Llama-style models have no biases; use lora, lora_xs, sora or tt",
             )
-        return train_in_place(self, model, cfg, opts, seed, biases)
+        return train_in_place(self, model, cfg, opts, seed, select_in_layers(model, biases, cfg.layers))

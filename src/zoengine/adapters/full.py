@@ -22,6 +22,11 @@ class Full(AdapterMethod):
             raise ConfigError(
                 "full trains every parameter; use method = subset to pick some", field="adapter.targets"
             )
+        if cfg.layers is not None and str(cfg.layers).strip().lower() not in ("", "all"):
+            raise ConfigError(
+                "full trains every block; use subset (targets = ['layers']) or an adapter to pick blocks",
+                field="adapter.layers",
+            )
         return None
 
     def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:

@@ -9,6 +9,7 @@ from torch import nn
 from zoengine.adapters._select import train_in_place
 from zoengine.adapters.base import AdapterHandle, AdapterMethod, resolve_parameters
 from zoengine.config import AdapterConfig
+from zoengine.layers import select_in_layers
 
 
 class Subset(AdapterMethod):
@@ -19,4 +20,5 @@ class Subset(AdapterMethod):
 
     def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:
         patterns = self.check_targets(cfg) or []
-        return train_in_place(self, model, cfg, opts, seed, resolve_parameters(model, patterns))
+        names = select_in_layers(model, resolve_parameters(model, patterns), cfg.layers)
+        return train_in_place(self, model, cfg, opts, seed, names)
