@@ -6,6 +6,7 @@ through ``zoengine.distributed.from_env`` (the torchrun environment variables), 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -407,3 +408,44 @@ def test_cli_nproc_launches_torchrun(tiny_llama_dir, sentiment_csv, tmp_path):
     assert "torch.distributed.run" in proc.stderr and "finished: 4 steps" in proc.stdout
     recs = _step_records(tmp_path / "cli" / "run")
     assert [r["step"] for r in recs] == [1, 2, 3, 4] and all(r["extra"]["comm_bytes"] > 0 for r in recs)
+
+
+def test_bench_comm_bytes_do_not_depend_on_the_model_width(tiny_tokenizer, sentiment_csv, tmp_path):
+    """bench/bench_distributed.py on two tiny Llamas, one 4x wider (about 10x the parameters): the
+    2-rank runs send the same bytes per step, O(Q) floats: data-parallel q = 1 and query-parallel Q = 8."""
+    import sys
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    import bench_distributed
+
+    dirs = []
+    for width in (32, 128):
+        torch.manual_seed(0)
+        cfg = LlamaConfig(
+            vocab_size=len(tiny_tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0,
+            bos_token_id=5, eos_token_id=6, tie_word_embeddings=True,
+        )
+        path = tmp_path / f"tiny-{width}"
+        LlamaForCausalLM(cfg).save_pretrained(path)
+        tiny_tokenizer.save_pretrained(path)
+        dirs.append(path)
+    rows = {}
+    for path in dirs:
+        out = tmp_path / f"{path.name}.json"
+        argv = [
+            "--model", str(path), "--task", "file", "--steps", "2", "--batch", "8", "--out", str(out),
+            "--configs", "dp-2proc-1thread,qp-2proc-1thread", "--set", f"task.path={sentiment_csv}",
+            "--set", "task.template={text} it was {label}", "--set", 'task.label_words=["terrible","great"]',
+            "--set", 'task.label_map={negative="terrible", positive="great"}',
+        ]
+        assert bench_distributed.main(argv) == 0
+        rows[path.name] = json.loads(out.read_text())["rows"]
+    narrow, wide = rows["tiny-32"], rows["tiny-128"]
+    assert wide["dp-2proc-1thread"]["total_params"] > 5 * narrow["dp-2proc-1thread"]["total_params"]
+    for name in ("dp-2proc-1thread", "qp-2proc-1thread"):
+        assert narrow[name]["comm_bytes_per_step_all"] == wide[name]["comm_bytes_per_step_all"], name
+    assert narrow["dp-2proc-1thread"]["comm_bytes_per_step_all"] == [_comm_bytes("data", 1)]
+    assert narrow["qp-2proc-1thread"]["comm_bytes_per_step_all"] == [_comm_bytes("query", 8)]
