@@ -6,6 +6,7 @@ through ``zoengine.distributed.from_env`` (the torchrun environment variables), 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from test_engine import NEG, POS, tiny_config
 from zoengine.distributed import Dist, QuerySplit, from_env, shard_bounds
 from zoengine.engine import batch_indices
+from zoengine.io import read_jsonl
 from zoengine.optim.zo_adam import ZOAdam
 from zoengine.optim.zo_adamu import ZOAdaMU
 from zoengine.optim.zo_sgd import AdaZeta, MezoSGD
@@ -50,16 +52,19 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(N_TRAIN, 8, generator=g), torch.randint(0, 3, (N_TRAIN,), generator=g)
 
 
-def _model() -> torch.nn.Module:
+def _model(width: int = 16) -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    return torch.nn.Sequential(torch.nn.Linear(8, width), torch.nn.Tanh(), torch.nn.Linear(width, 3))
 
 
-def train(case: str, dist: Dist) -> tuple[list[float], dict[str, torch.Tensor], int]:
+WIDE = 1024  # 66x the parameters of the default width
+
+
+def train(case: str, dist: Dist, width: int = 16) -> tuple[list[float], dict[str, torch.Tensor], int]:
     """STEPS optimizer steps of ``case``; (per-step losses, final tensors, bytes this rank sent)."""
     factory, _ = CASES[case]
     x, y = _data()
-    model = _model()
+    model = _model(width)
     opt = factory(list(model.parameters()))
     opt.query_split = dist.query_split()
     sent0 = dist.bytes_sent
@@ -85,6 +90,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         for case, (_, mode) in CASES.items():
             base.mode = mode
             results[case] = train(case, base)
+        for case in ("mezo_sgd-data", "mezo_sgd_q3-query"):
+            base.mode = CASES[case][1]
+            results[f"{case}-wide"] = train(case, base, width=WIDE)
     finally:
         torch.save({"rank": rank, "backend": base.backend, "results": results}, Path(out) / f"rank{rank}.pt")
         base.close()
@@ -171,6 +179,15 @@ def test_bytes_per_step_are_a_few_floats_per_query(two_ranks):
     assert sent_q == STEPS * 2 * 24  # q = 3 over 2 ranks: 2 rows of (seed, l+, l-) per step
 
 
+def test_bytes_per_step_do_not_depend_on_the_model_size(two_ranks):
+    n_narrow = sum(p.numel() for p in _model().parameters())
+    n_wide = sum(p.numel() for p in _model(WIDE).parameters())
+    assert n_wide > 50 * n_narrow
+    for r in two_ranks:
+        for case in ("mezo_sgd-data", "mezo_sgd_q3-query"):
+            assert r["results"][f"{case}-wide"][2] == r["results"][case][2], (case, r["rank"])
+
+
 # --- the engine on 2 ranks: only rank 0 writes, losses equal 1 process, a failing rank stops all ----
 
 
@@ -184,7 +201,7 @@ def sentiment_csv(tmp_path):
 
 def _engine_worker(rank: int, world: int, port: int, cfg, opts: dict, out: str) -> None:
     from zoengine.engine import Run
-    from zoengine.events import StepLogged
+    from zoengine.events import EvalDone, EvalProgress, StepLogged
 
     torch.set_num_threads(1)
     os.environ.update(
@@ -197,6 +214,10 @@ def _engine_worker(rank: int, world: int, port: int, cfg, opts: dict, out: str) 
     )
     run = Run.resume_from(cfg) if opts.get("resume") else Run(cfg)
     fail_at, stop_at = opts.get("fail_at", 0), opts.get("stop_at", 0)
+    evals: list[dict] = []  # what this rank's evaluations returned (only rank 0 writes metrics)
+    run.subscribe(lambda e: evals.append(e.to_record()) if isinstance(e, EvalDone | EvalProgress) else None)
+    if opts.get("eval_at") and rank == 0:  # "evaluate now" on one rank: every rank joins the evaluation
+        run.subscribe(lambda e: run.request_eval() if isinstance(e, StepLogged) and e.step == opts["eval_at"] else None)
     if stop_at and rank == 0:  # a stop request on one rank stops every rank at the same step
         run.subscribe(lambda e: run.stop(save=True) if isinstance(e, StepLogged) and e.step == stop_at else None)
     if fail_at and rank == 1:
@@ -216,7 +237,7 @@ def _engine_worker(rank: int, world: int, port: int, cfg, opts: dict, out: str) 
     tensors = {k: v.detach().clone() for k, v in run.handle.trainable_state_dict().items()} if run.handle else {}
     torch.save(
         {"status": run.status, "error": run.error, "step": run.step, "run_dir": str(run.run_dir),
-         "tensors": tensors, "seconds": time.monotonic() - t0},
+         "tensors": tensors, "seconds": time.monotonic() - t0, "evals": evals, "test": run.test_result},
         Path(out) / f"engine{rank}.pt",
     )
     run.dist.close()
@@ -228,12 +249,20 @@ def _spawn_engine(cfg, out: Path, **opts) -> list[dict]:
     return [torch.load(out / f"engine{r}.pt") for r in range(2)]
 
 
-def _last_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+def _last_tensors(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
     from zoengine import checkpoint
 
-    found, _ = checkpoint.find(run_dir, "last")
+    found, _ = checkpoint.find(run_dir, name)
     assert found is not None
     return found.tensors()
+
+
+def _comm_bytes(parallel: str, queries: int, world: int = 2) -> int:
+    """What one rank sends in a step: 16 bytes of stop/evaluate flags, then data-parallel (Σ loss,
+    n) float64 per forward + 8 bytes of token count, or query-parallel its (seed, l+, l-) rows."""
+    if parallel == "data":
+        return 16 + queries * 2 * 16 + 8
+    return 16 + -(-queries // world) * 24
 
 
 def _step_records(run_dir: Path) -> list[dict]:
@@ -265,14 +294,77 @@ def test_engine_two_ranks_equal_one_process(tiny_llama_dir, sentiment_csv, tmp_p
     one, two = _step_records(single.run_dir), _step_records(run_dir)
     assert [r["step"] for r in two] == list(range(1, 7))  # one writer: each step logged once
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], abs=1e-6, rel=0)
-    assert all(r["extra"]["comm_bytes"] > 0 for r in two)
+    assert [r["extra"]["comm_bytes"] for r in two] == [_comm_bytes(parallel, r["queries"]) for r in two]
     assert [r["tokens"] for r in two] == [r["tokens"] for r in one]  # the whole batch's, not rank 0's shard
     ref, last = _last_tensors(single.run_dir), _last_tensors(run_dir)  # (the test loads `best` into memory)
+    best = _last_tensors(run_dir, "best")
     for k, v in ref.items():
         assert torch.allclose(last[k], v, atol=1e-6, rtol=0), k
-        assert torch.equal(ranks[1]["tensors"][k], last[k]), k  # rank 1 holds what rank 0 saved
+        # every rank took its share of the test on the checkpoint rank 0 saved as best
+        assert torch.equal(ranks[1]["tensors"][k], best[k]) and torch.equal(ranks[0]["tensors"][k], best[k]), k
     assert (run_dir / "checkpoints" / "last").is_dir()
     assert "resume with" not in str(ranks[0]["error"])
+
+
+def _evals(records: list[dict], event: str = "eval") -> list[dict]:
+    return [r for r in records if r["event"] == event]
+
+
+def test_engine_sharded_evaluation_equals_one_process(tiny_llama_dir, sentiment_csv, tmp_path):
+    """Dev and test evaluations of a 2-rank run: each rank scores its shard (dev 11 = 6 + 5 examples,
+    test 1 = 1 + 0) and every rank gets the 1-process result (loss within 1e-6, accuracy exact); an
+    evaluation asked for on rank 0 alone runs on both ranks after the same step."""
+    from zoengine.engine import Run
+    from zoengine.events import EvalDone, EvalProgress, StepLogged
+
+    # query-parallel training is bit-identical to 1 process: the evaluations differ only by the shards
+    over = {
+        "optimizer.name": "mezo_sgd", "optimizer.q": 2, "run.parallel": "query", "run.steps": 4,
+        "run.batch_size": 7, "task.n_dev": 11, "task.n_test": 1, "run.eval_every": 3, "run.eval_batch_size": 4,
+    }
+    single = Run(tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "one", **over))
+    seen: list[dict] = []
+    single.subscribe(lambda e: seen.append(e.to_record()) if isinstance(e, EvalDone | EvalProgress) else None)
+    single.subscribe(lambda e: single.request_eval() if isinstance(e, StepLogged) and e.step == 1 else None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single.run()
+    finally:
+        torch.set_num_threads(threads)
+    assert single.status == "finished", single.error
+
+    ranks = _spawn_engine(
+        tiny_config(tiny_llama_dir, sentiment_csv, tmp_path / "two", **over), tmp_path / "out", eval_at=1
+    )
+    assert [r["status"] for r in ranks] == ["finished", "finished"], [r["error"] for r in ranks]
+    ref = _evals(seen)
+    # zero-shot, asked after step 1, eval_every at step 3, the final dev at 4, then the test
+    assert [(e["split"], e["step"], e["examples"]) for e in ref] == [
+        ("dev", 0, 11), ("dev", 1, 11), ("dev", 3, 11), ("dev", 4, 11), ("test", 4, 1)
+    ]
+    written = _evals(read_jsonl(Path(ranks[0]["run_dir"]) / "metrics.jsonl"))
+    for got in (ranks[0]["evals"], ranks[1]["evals"], written):
+        evals = _evals(got)
+        assert [(e["split"], e["step"], e["examples"]) for e in evals] == [
+            (e["split"], e["step"], e["examples"]) for e in ref
+        ]
+        assert [e["loss"] for e in evals] == pytest.approx([e["loss"] for e in ref], abs=1e-6, rel=0)
+        assert [e["accuracy"] for e in evals] == [e["accuracy"] for e in ref]
+    a, b = (_evals(r["evals"]) for r in ranks)  # the ranks hold the identical all-reduced result
+    assert [(e["loss"], e["accuracy"]) for e in a] == [(e["loss"], e["accuracy"]) for e in b]
+    assert ranks[0]["test"] == ranks[1]["test"] and ranks[0]["test"]["checkpoint"] == "best"
+    assert ranks[0]["test"]["accuracy"] == single.test_result["accuracy"]
+    assert ranks[0]["test"]["loss"] == pytest.approx(single.test_result["loss"], abs=1e-6, rel=0)
+
+    # each rank scored only its shard: batches of 4 over 6 / 5 dev examples (2 each, 3 for one
+    # process), 1 test example on rank 0 and none on rank 1
+    def first_totals(records: list[dict], split: str) -> list[int]:
+        return [p["total"] for p in _evals(records, "eval_progress") if p["split"] == split and p["done"] == 0]
+
+    assert first_totals(seen, "dev") == [3] * 4 and first_totals(seen, "test") == [1]
+    assert first_totals(ranks[0]["evals"], "dev") == [2] * 4 and first_totals(ranks[0]["evals"], "test") == [1]
+    assert first_totals(ranks[1]["evals"], "dev") == [2] * 4 and first_totals(ranks[1]["evals"], "test") == []
 
 
 def test_engine_one_failing_rank_stops_all_with_a_clear_error(tiny_llama_dir, sentiment_csv, tmp_path):
@@ -316,3 +408,44 @@ def test_cli_nproc_launches_torchrun(tiny_llama_dir, sentiment_csv, tmp_path):
     assert "torch.distributed.run" in proc.stderr and "finished: 4 steps" in proc.stdout
     recs = _step_records(tmp_path / "cli" / "run")
     assert [r["step"] for r in recs] == [1, 2, 3, 4] and all(r["extra"]["comm_bytes"] > 0 for r in recs)
+
+
+def test_bench_comm_bytes_do_not_depend_on_the_model_width(tiny_tokenizer, sentiment_csv, tmp_path):
+    """bench/bench_distributed.py on two tiny Llamas, one 4x wider (about 10x the parameters): the
+    2-rank runs send the same bytes per step, O(Q) floats: data-parallel q = 1 and query-parallel Q = 8."""
+    import sys
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    import bench_distributed
+
+    dirs = []
+    for width in (32, 128):
+        torch.manual_seed(0)
+        cfg = LlamaConfig(
+            vocab_size=len(tiny_tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0,
+            bos_token_id=5, eos_token_id=6, tie_word_embeddings=True,
+        )
+        path = tmp_path / f"tiny-{width}"
+        LlamaForCausalLM(cfg).save_pretrained(path)
+        tiny_tokenizer.save_pretrained(path)
+        dirs.append(path)
+    rows = {}
+    for path in dirs:
+        out = tmp_path / f"{path.name}.json"
+        argv = [
+            "--model", str(path), "--task", "file", "--steps", "2", "--batch", "8", "--out", str(out),
+            "--configs", "dp-2proc-1thread,qp-2proc-1thread", "--set", f"task.path={sentiment_csv}",
+            "--set", "task.template={text} it was {label}", "--set", 'task.label_words=["terrible","great"]',
+            "--set", 'task.label_map={negative="terrible", positive="great"}',
+        ]
+        assert bench_distributed.main(argv) == 0
+        rows[path.name] = json.loads(out.read_text())["rows"]
+    narrow, wide = rows["tiny-32"], rows["tiny-128"]
+    assert wide["dp-2proc-1thread"]["total_params"] > 5 * narrow["dp-2proc-1thread"]["total_params"]
+    for name in ("dp-2proc-1thread", "qp-2proc-1thread"):
+        assert narrow[name]["comm_bytes_per_step_all"] == wide[name]["comm_bytes_per_step_all"], name
+    assert narrow["dp-2proc-1thread"]["comm_bytes_per_step_all"] == [_comm_bytes("data", 1)]
+    assert narrow["qp-2proc-1thread"]["comm_bytes_per_step_all"] == [_comm_bytes("query", 8)]

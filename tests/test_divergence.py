@@ -477,14 +477,14 @@ def test_nan_dev_eval_is_never_best_and_counts_as_divergence(tiny_llama_dir, dat
     run = Run(cfg)
     probe = Probe(run)
 
-    def patch(r: Run) -> None:
-        real = r.objective.evaluate
+    def patch(r: Run) -> None:  # the engine evaluates through (sum of losses, correct, seen)
+        real = r.objective.eval_sums
 
-        def evaluate(*args, **kwargs):  # a NaN model that happens to score 0.99
-            loss, acc = real(*args, **kwargs)
-            return (float("nan"), 0.99) if r.step >= 2 else (loss, acc)
+        def eval_sums(*args, **kwargs):  # a NaN model that happens to score 0.99
+            total, correct, seen = real(*args, **kwargs)
+            return (float("nan"), 0.99 * seen, seen) if r.step >= 2 else (total, correct, seen)
 
-        r.objective.evaluate = evaluate
+        r.objective.eval_sums = eval_sums
 
     on_setup(run, patch)
     run.run()
@@ -505,17 +505,17 @@ def test_nan_dev_eval_once_recovers_and_is_not_best(tiny_llama_dir, data, tmp_pa
     run = Run(cfg)
 
     def patch(r: Run) -> None:
-        real = r.objective.evaluate
+        real = r.objective.eval_sums
         done = {"n": 0}
 
-        def evaluate(*args, **kwargs):
-            loss, acc = real(*args, **kwargs)
+        def eval_sums(*args, **kwargs):
+            total, correct, seen = real(*args, **kwargs)
             if r.step == 4 and not done["n"]:
                 done["n"] = 1
-                return float("nan"), 1.0
-            return loss, acc
+                return float("nan"), seen, seen
+            return total, correct, seen
 
-        r.objective.evaluate = evaluate
+        r.objective.eval_sums = eval_sums
 
     on_setup(run, patch)
     run.run()
@@ -529,7 +529,7 @@ def test_nan_dev_eval_once_recovers_and_is_not_best(tiny_llama_dir, data, tmp_pa
 
 def test_zero_shot_nan_dev_loss_stops_at_once(tiny_llama_dir, data, tmp_path):
     run = Run(make_config(tiny_llama_dir, data, tmp_path / "run", **{"run.zero_shot_eval": True}))
-    on_setup(run, lambda r: setattr(r.objective, "evaluate", lambda *a, **k: (float("nan"), 0.7)))
+    on_setup(run, lambda r: setattr(r.objective, "eval_sums", lambda *a, **k: (float("nan"), 7, 10)))
     run.run()
     assert run.status == "diverged" and run.step == 0 and run.best_dev_accuracy is None
     assert run.error.startswith("diverged at step 0: dev loss is nan (no earlier good state to return to)")

@@ -15,6 +15,10 @@ Every rank applies the identical update, so the trainable tensors never need a b
 optimizer code stays single-process: DP lives in the closure (``Dist.reduce_closure``), QP in one
 hook (``ZOOptimizer.query_split``, a ``QuerySplit``).
 
+Dev and test evaluations are sharded in both modes (``eval_shard``): each rank scores its contiguous
+shard of the split and the ranks all-reduce ``(Σ loss, correct, seen)``, so every rank gets the
+whole split's loss and accuracy (the ranks then agree on the best checkpoint and on divergences).
+
 Backend: NCCL when CUDA is available, gloo otherwise; every collective has a timeout
 (``ZO_DIST_TIMEOUT`` seconds, default 300), so a dead rank ends the others with an error, not a hang.
 """
@@ -114,6 +118,14 @@ class Dist:
         a, b = shard_bounds(len(items), self.rank, self.world_size)
         return list(items[a:b])
 
+    def eval_shard(self, items: Sequence[Any]) -> list[Any]:
+        """This rank's contiguous shard of an evaluation split, in either parallel mode: the ranks
+        evaluate disjoint shards and add up ``(Σ loss, correct, seen)`` (``all_reduce_sum``)."""
+        if not self.enabled:
+            return list(items)
+        a, b = shard_bounds(len(items), self.rank, self.world_size)
+        return list(items[a:b])
+
     def query_split(self) -> QuerySplit | None:
         """The optimizer hook for query-parallel steps (None unless ``mode == "query"``)."""
         return QuerySplit(self) if self.enabled and self.mode == "query" else None
@@ -176,6 +188,14 @@ class Dist:
         if failed:
             r, e = failed[0]
             raise DistributedError(f"{what}: rank {r} failed: {e}", field="run")
+
+    def gather_object(self, obj: Any, what: str) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        self._run(what, lambda: torch.distributed.all_gather_object(out, obj, group=self.group))
+        return out
 
     def broadcast_object(self, obj: Any, what: str) -> Any:
         """Rank 0's ``obj`` on every rank (e.g. the run directory it chose)."""

@@ -132,6 +132,11 @@ class Run:
         self.guard: Any = None  # DivergenceGuard, built after setup
         # zoengine.distributed.Dist: this process's rank (joined in run(); a world of 1 without torchrun)
         self.dist: Any = None
+        # several ranks: their stop / "evaluate now" requests, agreed by one all-reduce (_agree)
+        self._agreed_stop = False
+        self._eval_agreed = False
+        self._fresh_agreement = False  # an agreement since the last step: the loop's check uses it
+        self._agree_bytes = 0  # bytes of agreements not yet counted in a step's comm_bytes
 
     # --- control (any thread) ---------------------------------------------------------------------
 
@@ -240,9 +245,11 @@ class Run:
             self.dist.together("preparing the run directory", self._prepare_dir)
             self._set_status("loading", "loading model and data")
             self.dist.together("loading model and data", self._setup)
-            if self._stop.is_set():
+            if self._stop_agreed():
                 self._set_status("stopped", "stopped before training")
                 return
+            self._fresh_agreement = False  # a stop asked during the zero-shot evaluation ends step 1
+            self._agree_bytes = 0  # (the start's agreement belongs to no step)
             self._train()
         except _Diverged as exc:
             self._end_diverged(str(exc))
@@ -420,14 +427,20 @@ class Run:
             f"train/dev/test = {len(self.task.train)}/{len(self.task.dev)}/{len(self.task.test)}"
         )
 
-    def _evaluate(self, split: str) -> EvalDone:
+    def _evaluate(self, split: str, *, sharded: bool = True) -> EvalDone:
+        """Loss and accuracy on ``split``. In a multi-process run each rank scores its shard and the
+        ranks add up the sums, so every rank gets the whole split's result (``sharded=False``: this
+        rank scores the whole split alone)."""
         examples = getattr(self.task, split)
+        dist = self.dist if sharded and self.dist is not None and self.dist.enabled else None
+        mine = dist.eval_shard(examples) if dist is not None else examples
         t0 = time.perf_counter()
         last = [-math.inf]
 
         def progress(done: int, total: int) -> None:
             """EvalProgress at the start, then at most once per EVAL_PROGRESS_SECONDS (not at the
-            end: EvalDone says that), so a long test evaluation shows where it is."""
+            end: EvalDone says that), so a long test evaluation shows where it is (in a
+            multi-process run: where this rank is in its shard)."""
             now = time.monotonic()
             if done < total and (done == 0 or now - last[0] >= EVAL_PROGRESS_SECONDS):
                 last[0] = now
@@ -435,7 +448,11 @@ class Run:
                     EvalProgress(step=self.step, split=split, done=done, total=total, examples=len(examples))
                 )
 
-        loss, acc = self.objective.evaluate(examples, self.config.run.eval_batch_size, progress=progress)
+        sums = self.objective.eval_sums(mine, self.config.run.eval_batch_size, progress=progress)
+        if dist is not None:  # 3 float64 per rank; every rank joins, an empty shard with zeros
+            sums = tuple(dist.all_reduce_sum(sums))
+        total_loss, correct, seen = sums
+        loss, acc = (total_loss / seen, correct / seen) if seen else (math.nan, math.nan)
         event = EvalDone(
             step=self.step,
             split=split,
@@ -494,15 +511,16 @@ class Run:
                     self._one_step()
                 except _StopRequested:
                     break
+                if self.dist is not None and self.dist.enabled:  # stop / evaluate-now asked on any rank
+                    self._agree()
                 # 4. evaluation and checkpoints
-                if self._eval_requested.is_set() or (run.eval_every and self.step % run.eval_every == 0):
-                    self._eval_requested.clear()
+                if self._take_eval_request() or (run.eval_every and self.step % run.eval_every == 0):
                     if not self._dev_eval_and_track():
                         continue  # rolled back: redo the steps from the restored state
                 if (run.checkpoint_every and self.step % run.checkpoint_every == 0) or self._checkpoint_due():
                     self._save_checkpoint()
             # 5. final dev evaluation; a divergence found there rolls back and training goes on
-            if self._stop.is_set() or self._final_dev_eval():
+            if self._stop_agreed() or self._final_dev_eval():
                 break
         self._finish()
 
@@ -519,12 +537,40 @@ class Run:
                 self._set_status("paused", "dev evaluated")
 
     def _stop_agreed(self) -> bool:
-        """A stop request; with several ranks, one rank's request stops them all at this step."""
+        """A stop request; with several ranks, one rank's request stops them all at the same point
+        (the agreement made right after the last step, or a new one)."""
         if self.dist is None or not self.dist.enabled:
             return self._stop.is_set()
-        if self.dist.any(self._stop.is_set()):
+        if not self._fresh_agreement:
+            self._agree()
+        self._fresh_agreement = False
+        return self._agreed_stop
+
+    def _agree(self) -> None:
+        """One all-reduce makes any rank's stop request and "evaluate now" every rank's: the ranks
+        must take the same branches, since evaluations are sharded and steps exchange losses."""
+        d = self.dist
+        sent = d.bytes_sent
+        asked = self._eval_requested.is_set()
+        if asked:
+            self._eval_requested.clear()  # taken by this agreement
+        stop, evaluate = d.all_reduce_sum([float(self._stop.is_set()), float(asked)])
+        if stop > 0:
             self._stop.set()
-        return self._stop.is_set()
+            self._agreed_stop = True
+        self._eval_agreed = self._eval_agreed or evaluate > 0
+        self._fresh_agreement = True
+        self._agree_bytes += d.bytes_sent - sent  # counted in the next step's comm_bytes
+
+    def _take_eval_request(self) -> bool:
+        """"Evaluate now" after this step: this process's request, or with several ranks the one
+        they agreed on right after the step."""
+        if self.dist is not None and self.dist.enabled:
+            agreed, self._eval_agreed = self._eval_agreed, False
+            return agreed
+        asked = self._eval_requested.is_set()
+        self._eval_requested.clear()
+        return asked
 
     def _checkpoint_due(self) -> bool:
         """``run.checkpoint_minutes`` of wall time since the last checkpoint (or the run's start)."""
@@ -628,9 +674,13 @@ class Run:
         queries = int(stats.pop("queries", 1))
         self.forward_passes += int(stats.pop("forward_passes", 2 * queries))  # spent, even if rolled back
         step_tokens = batch.tokens if batch is not None else 0
-        comm_bytes = dist.bytes_sent - sent0 if dist is not None else 0  # what this rank sent in the step
         if dist is not None and dist.mode == "data":  # count the whole batch's tokens, not this shard's
             step_tokens = int(dist.all_reduce_sum([step_tokens])[0])
+        # payload this rank put into the step's collectives: the optimizer's exchange (O(Q) floats)
+        # plus bookkeeping: 16 bytes of stop/evaluate flags, 8 of the batch's token count (data mode)
+        comm_bytes = 0
+        if dist is not None:
+            comm_bytes, self._agree_bytes = dist.bytes_sent - sent0 + self._agree_bytes, 0
         self.tokens += step_tokens * max(1, 2 * queries if not opt.uses_backward else 1)
         if self.guard is not None:
             pgs = [float(g) for g in stats.get("projected_grads", [])]
@@ -663,7 +713,7 @@ class Run:
         )
 
     def _finish(self) -> None:
-        stopped = self._stop.is_set()
+        stopped = self._agreed_stop if self.dist is not None and self.dist.enabled else self._stop.is_set()
         if stopped and not self._save_on_stop:
             self._set_status("stopped", "stopped without saving")
             return
@@ -674,13 +724,26 @@ class Run:
                 "stopped", f"stopped at step {self.step}; resume with `zoengine resume {self.run_dir}`"
             )
             return
-        if not self._is_main:  # rank 0 tests and reports; the others are done
-            self._set_status("finished", f"finished {self.step} steps")
-            return
         # final: test on the best checkpoint (the final dev eval ran in _train)
-        used, used_step = self._load_best_for_test()
+        sharded = True
+        if self.dist is not None and self.dist.enabled:
+            self.dist.barrier()  # rank 0 has written checkpoints/best before any rank reads it
+            used, used_step = self._load_best_for_test()
+            views = self.dist.gather_object((used, used_step), "choosing the checkpoint to test")
+            if any(v != views[0] for v in views):  # e.g. a run directory not shared between machines
+                sharded = False
+                self._log(
+                    f"the ranks see different checkpoints ({views}); rank 0 tests its own alone "
+                    "(a shared run directory lets every rank take a share)",
+                    "warning",
+                )
+                if not self._is_main:
+                    self._set_status("finished", f"finished {self.step} steps")
+                    return
+        else:
+            used, used_step = self._load_best_for_test()
         if self.task.test:
-            ev = self._evaluate("test")
+            ev = self._evaluate("test", sharded=sharded)
             self.test_result = {
                 "loss": ev.loss,
                 "accuracy": ev.accuracy,

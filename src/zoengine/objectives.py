@@ -237,15 +237,15 @@ class Objective:
         return torch.cat(losses), torch.cat(correct)
 
     @torch.no_grad()
-    def evaluate(
+    def eval_sums(
         self, examples: list[Example], batch_size: int, should_stop=None, progress=None
-    ) -> tuple[float, float]:
-        """Mean loss and accuracy over ``examples``; returns (nan, nan) for an empty list.
+    ) -> tuple[float, int, int]:
+        """``(Σ loss, correct, seen)`` over ``examples``: sums, so shards evaluated by several ranks
+        add up to the whole split's (``zoengine.distributed``). Each example's cross-entropy is
+        summed in float64, so the split's sum does not depend on how it was cut into batches.
 
         ``progress(done, total)``, when given, is called with the batch count before the first
         batch and after each one (cheap callers only: it runs between forward passes)."""
-        if not examples:
-            return float("nan"), float("nan")
         total_loss, correct, seen = 0.0, 0, 0
         total = -(-len(examples) // batch_size)
         for index, start in enumerate(range(0, len(examples), batch_size)):
@@ -256,11 +256,22 @@ class Objective:
             batch = self.make_batch(examples[start : start + batch_size])
             logits = self.option_logits(batch)
             labels = batch.labels.to(logits.device)
-            total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+            total_loss += float(F.cross_entropy(logits, labels, reduction="none").double().sum())
             correct += int((logits.argmax(-1) == labels).sum())
             seen += len(labels)
-        if progress is not None and seen == len(examples):
+        if progress is not None and examples and seen == len(examples):
             progress(total, total)
+        return total_loss, correct, seen
+
+    @torch.no_grad()
+    def evaluate(
+        self, examples: list[Example], batch_size: int, should_stop=None, progress=None
+    ) -> tuple[float, float]:
+        """Mean loss and accuracy over ``examples`` (see ``eval_sums``); (nan, nan) for an empty list
+        or when ``should_stop`` ended it before the first batch."""
+        if not examples:
+            return float("nan"), float("nan")
+        total_loss, correct, seen = self.eval_sums(examples, batch_size, should_stop, progress)
         if seen == 0:
             return float("nan"), float("nan")
         return total_loss / seen, correct / seen
