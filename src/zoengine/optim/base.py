@@ -35,9 +35,21 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-__all__ = ["CHUNK_NUMEL", "EXACT_RESTORE_AUTO_BYTES", "RESTORE_MODES", "Piece", "ZOOptimizer", "tensor_seed"]
+__all__ = [
+    "CHUNK_NUMEL",
+    "EXACT_RESTORE_AUTO_BYTES",
+    "NOISE_KINDS",
+    "RESTORE_MODES",
+    "Piece",
+    "ZOOptimizer",
+    "tensor_seed",
+]
 
 RESTORE_MODES = ("auto", "exact", "inplace")
+# Perturbation distributions. Both have E[z] = 0 and E[zzᵀ] = I, which is all the two-point
+# estimator's unbiasedness (to O(ε²)) needs; Rademacher (SPSA's original) has the smaller
+# variance (E[z⁴] = 1 vs 3) and costs one random bit per coordinate instead of a Box–Muller pair.
+NOISE_KINDS = ("gaussian", "rademacher")
 EXACT_RESTORE_AUTO_BYTES = 64 * 2**20
 # Tensors above this many elements are perturbed/updated in flat chunks, each with its own seed,
 # so the extra peak memory is one chunk (16 MiB of float32 noise), not the largest tensor
@@ -90,10 +102,14 @@ class ZOOptimizer(torch.optim.Optimizer):
         *,
         seed: int = 0,
         restore: str = "auto",
+        noise: str = "gaussian",
     ) -> None:
         super().__init__(params, defaults)
         if restore not in RESTORE_MODES:
             raise ValueError(f"restore must be one of {', '.join(RESTORE_MODES)} (got {restore!r})")
+        if noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)} (got {noise!r})")
+        self.noise = noise
         self.seed = int(seed)
         self._seed_gen = torch.Generator(device="cpu")
         self._seed_gen.manual_seed(self.seed)
@@ -150,7 +166,8 @@ class ZOOptimizer(torch.optim.Optimizer):
     def _noise(
         self, p: torch.Tensor, seed: int, index: int, count: int = 1, slot: int = 0
     ) -> list[torch.Tensor]:
-        """``count`` standard-normal tensors shaped like ``p`` for tensor ``index`` of query ``seed``.
+        """``count`` noise tensors (``self.noise``: standard normal or ±1) shaped like ``p`` for
+        tensor ``index`` of query ``seed``.
 
         Drawn in float32 (cast afterwards) so z is the same whatever the parameter dtype. Inside
         a pass (``_scratch_pass``) draw ``k`` lands in scratch buffer ``slot + k``, reused across
@@ -160,7 +177,11 @@ class ZOOptimizer(torch.optim.Optimizer):
         gen.manual_seed(tensor_seed(seed, index))
         out = []
         for k in range(count):
-            z = self._scratch_view(p, slot + k).normal_(generator=gen)
+            z = self._scratch_view(p, slot + k)
+            if self.noise == "rademacher":
+                z.random_(0, 2, generator=gen).mul_(2.0).sub_(1.0)
+            else:
+                z.normal_(generator=gen)
             out.append(z if p.dtype == torch.float32 else z.to(p.dtype))
         return out
 

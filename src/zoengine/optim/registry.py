@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoengine.errors import ConfigError
-from zoengine.optim.base import RESTORE_MODES, ZOOptimizer
+from zoengine.optim.base import NOISE_KINDS, RESTORE_MODES, ZOOptimizer
 from zoengine.optim.fo_adamw import FOAdamW
 from zoengine.optim.zo_adam import ZOAdam
 from zoengine.optim.zo_adamu import ZOAdaMU
@@ -45,10 +45,19 @@ class ZOOptions(Options):
             "auto | exact (snapshot, bit-exact, +1x trainable) | inplace (+eps,-2eps,+eps, 0 extra)"
         ),
     )
+    noise: str = field(
+        default="gaussian",
+        metadata=_help(
+            "perturbation distribution: gaussian (MeZO) | rademacher (±1 per coordinate, SPSA's choice; "
+            "same unbiased two-point estimate, cheaper to draw)"
+        ),
+    )
 
     def check(self) -> None:
         if self.restore not in RESTORE_MODES:
             _fail("restore", f"must be one of {', '.join(RESTORE_MODES)} (got {self.restore!r})")
+        if self.noise not in NOISE_KINDS:
+            _fail("noise", f"must be one of {', '.join(NOISE_KINDS)} (got {self.noise!r})")
 
 
 @dataclass
@@ -189,6 +198,7 @@ class ZOAdamOptions(AdamOptions):
         default=1, metadata=_help("queries (two-point estimates) per step on the same batch, >= 1")
     )
     restore: str = field(default="auto", metadata=ZOOptions.__dataclass_fields__["restore"].metadata)
+    noise: str = field(default="gaussian", metadata=ZOOptions.__dataclass_fields__["noise"].metadata)
 
     def check(self) -> None:
         super().check()

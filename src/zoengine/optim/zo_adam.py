@@ -38,6 +38,7 @@ class ZOAdam(ZOOptimizer):
         q: int = 1,
         seed: int = 0,
         restore: str = "auto",
+        noise: str = "gaussian",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -48,7 +49,7 @@ class ZOAdam(ZOOptimizer):
             "adam_eps": adam_eps,
             "q": int(q),
         }
-        super().__init__(params, defaults, seed=seed, restore=restore)
+        super().__init__(params, defaults, seed=seed, restore=restore, noise=noise)
 
     def _update(
         self,

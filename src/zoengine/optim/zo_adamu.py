@@ -81,9 +81,10 @@ class ZOAdaMU(ZOOptimizer):
         third_phase: str = "hold",
         seed: int = 0,
         restore: str = "auto",
+        noise: str = "gaussian",
     ) -> None:
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "sigma": sigma}
-        super().__init__(params, defaults, seed=seed, restore=restore)
+        super().__init__(params, defaults, seed=seed, restore=restore, noise=noise)
         if not (0 < T1 <= T2 <= T3):
             raise ValueError(f"need 0 < T1 <= T2 <= T3 (got {T1}, {T2}, {T3})")
         self.T1, self.T2, self.T3 = int(T1), int(T2), int(T3)

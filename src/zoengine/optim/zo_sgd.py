@@ -33,9 +33,10 @@ class MezoSGD(ZOOptimizer):
         q: int = 1,
         seed: int = 0,
         restore: str = "auto",
+        noise: str = "gaussian",
     ) -> None:
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "q": int(q)}
-        super().__init__(params, defaults, seed=seed, restore=restore)
+        super().__init__(params, defaults, seed=seed, restore=restore, noise=noise)
 
     def _update(self, params: Pieces, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
         n = len(seeds)
@@ -75,8 +76,9 @@ class AdaZeta(MezoSGD):
         total_steps: int = 1,
         seed: int = 0,
         restore: str = "auto",
+        noise: str = "gaussian",
     ) -> None:
-        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay, q=1, seed=seed, restore=restore)
+        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay, q=1, seed=seed, restore=restore, noise=noise)
         self.steps_per_epoch = max(1, int(steps_per_epoch))
         total_epochs = max(1, int(total_steps)) / self.steps_per_epoch
         self.alpha = float(alpha)
@@ -109,9 +111,10 @@ class ZOSGDMomentum(ZOOptimizer):
         q: int = 1,
         seed: int = 0,
         restore: str = "auto",
+        noise: str = "gaussian",
     ) -> None:
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "momentum": momentum, "q": int(q)}
-        super().__init__(params, defaults, seed=seed, restore=restore)
+        super().__init__(params, defaults, seed=seed, restore=restore, noise=noise)
 
     def _update(self, params: Pieces, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
         for i, piece in enumerate(params):
@@ -138,9 +141,10 @@ class ZOSGDSign(ZOOptimizer):
         q: int = 1,
         seed: int = 0,
         restore: str = "auto",
+        noise: str = "gaussian",
     ) -> None:
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "q": int(q)}
-        super().__init__(params, defaults, seed=seed, restore=restore)
+        super().__init__(params, defaults, seed=seed, restore=restore, noise=noise)
 
     def _update(self, params: Pieces, seeds: list[int], pgs: list[float], pending_restore: bool) -> None:
         for i, (p, group, _, _) in enumerate(params):
