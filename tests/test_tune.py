@@ -123,3 +123,26 @@ def test_cache_key_ignores_options_given_at_their_default() -> None:
     assert cache_key(a) == cache_key(b)
     b.set("adapter.r", 4)
     assert cache_key(a) != cache_key(b)
+
+
+def test_cache_key_depends_on_the_adapted_blocks() -> None:
+    """``adapter.layers`` picks another trainable set: another sweep. Spellings of the same spec
+    and "all" (the default: every block) key alike, so caches from before the option still hit."""
+    a = RunConfig()
+    a.adapter.method, a.optimizer.name = "lora", "mezo_sgd"
+    everything = cache_key(a)
+    a.set("adapter.layers", "all")
+    assert cache_key(a) == everything
+    a.set("adapter.layers", "top:6")
+    top6 = cache_key(a)
+    assert top6 != everything
+    a.set("adapter.layers", " TOP: 6 ")
+    assert cache_key(a) == top6
+    a.set("adapter.layers", "top:4")
+    assert cache_key(a) not in (top6, everything)
+    a.set("adapter.layers", "0-3")
+    assert cache_key(a) not in (top6, everything)
+    a.set("run.share_prefix", "false")  # the same losses, shared or not: the same sweep
+    b = a.copy()
+    b.set("run.share_prefix", "true")
+    assert cache_key(a) == cache_key(b)

@@ -127,7 +127,9 @@ def lr_grid(center: float, n: int = 5, spacing: float = math.sqrt(10.0)) -> list
 
 
 def cache_key(cfg: RunConfig) -> str:
-    """What a tuned lr depends on: model, task (and its data), adapter, optimizer method, batch."""
+    """What a tuned lr depends on: model, task (and its data), adapter (method, targets, the blocks of
+    ``adapter.layers``, options), optimizer method, batch. ``run.share_prefix`` is not in it: sharing
+    the frozen prefix gives the same losses."""
     import dataclasses
 
     from zoengine.adapters import get_method
@@ -140,11 +142,15 @@ def cache_key(cfg: RunConfig) -> str:
         if not k.startswith("_")
     }
     optimizer_opts = dataclasses.asdict(parse_options(cfg.optimizer.name, dict(cfg.optimizer.options)))
+    adapter: list[Any] = [cfg.adapter.method, cfg.adapter.targets, sorted(adapter_opts.items())]
+    layers = "".join(str(cfg.adapter.layers or "").lower().split())
+    if layers not in ("", "all"):  # other blocks train: another trainable set (all blocks keys as before)
+        adapter.append({"layers": layers})
     parts = {
         "model": cfg.model.name,
         "max_length": cfg.model.max_length,
         "task": [cfg.task.name, cfg.task.path, cfg.task.template, cfg.task.label_words],
-        "adapter": [cfg.adapter.method, cfg.adapter.targets, sorted(adapter_opts.items())],
+        "adapter": adapter,
         "optimizer": [cfg.optimizer.name, sorted(optimizer_opts.items())],
         "batch_size": cfg.run.batch_size,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from zoengine.config import RunConfig
 
@@ -160,8 +160,23 @@ def export_formats() -> dict[str, str]:
 # --- slow look-ups (call from a thread worker) --------------------------------------------------------
 
 
-def trainable_count(config: RunConfig) -> tuple[int, int] | None:
-    """(trainable, total) for the chosen model and adapter, counted on a weightless ("meta") copy.
+class ParamCount(NamedTuple):
+    """What the adapter trains on the chosen model, counted on a weightless copy.
+
+    ``first_block``/``n_blocks`` place the lowest trainable tensor in the model's block stack
+    (``zoengine.layers.first_trainable_layer``; ``n_blocks`` 0 = no stack found, None = not known):
+    blocks below ``first_block`` are the prefix a ZO step shares between its queries.
+    """
+
+    trainable: int
+    total: int
+    first_block: int = 0
+    n_blocks: int | None = None
+
+
+def trainable_count(config: RunConfig) -> ParamCount | None:
+    """Trainable and total parameters for the chosen model and adapter, counted on a weightless
+    ("meta") copy, with where the trainable tensors start in the block stack.
 
     No download and no memory: only causal and masked LMs available locally (a fetched zoo model, a
     directory or a .gguf file); classifier heads depend on the labels, and hub ids need the network.
@@ -208,10 +223,11 @@ def _touch_transformers() -> Any:
     return transformers
 
 
-def _meta_count(config: RunConfig) -> tuple[int, int] | None:
+def _meta_count(config: RunConfig) -> ParamCount | None:
     import torch
 
     from zoengine import adapters, models
+    from zoengine.layers import first_trainable_layer, layer_stack
 
     source, where, gguf_file, zoo_kind = models.resolve_source(config.model.name)
     if source == "hub":
@@ -231,7 +247,48 @@ def _meta_count(config: RunConfig) -> tuple[int, int] | None:
         model = auto.from_config(hf_config)
     total = sum(p.numel() for p in model.parameters())
     handle = adapters.apply_adapter(model, config.adapter, seed=0)
-    return int(handle.num_trainable()), int(total)
+    stack = layer_stack(model)  # requires_grad is set by the adapter: meta tensors carry it too
+    return ParamCount(
+        int(handle.num_trainable()),
+        int(total),
+        first_trainable_layer(model),
+        len(stack[1]) if stack is not None else 0,
+    )
+
+
+def step_cost_line(config: RunConfig, counts: ParamCount) -> str:
+    """The expected cost of a ZO step against its 2·Q full forwards, given where the trainable
+    tensors start (``zoengine.prefix.step_cost_ratio``): blocks below the first trainable one run once
+    per batch when ``run.share_prefix`` is on. Empty when the block layout is not known."""
+    from zoengine.errors import ConfigError
+    from zoengine.optim import OPTIMIZERS
+    from zoengine.optim.registry import parse_options
+    from zoengine.prefix import step_cost_ratio
+
+    if counts.n_blocks is None:
+        return ""
+    spec = OPTIMIZERS.get(config.optimizer.name)
+    if spec is None:
+        return "step cost: -- (unknown optimizer)"
+    if spec.uses_backward:
+        return "step cost: one forward + one backward (first-order: no queries to share a prefix between)"
+    try:
+        options = parse_options(config.optimizer.name, dict(config.optimizer.options))
+    except ConfigError as exc:
+        return f"step cost: -- (fix {exc.field or 'the optimizer options'} first)"
+    growing = hasattr(options, "q_max")  # AdaZeta: Q_k grows with the epoch, from min_q to q_max
+    q = int(getattr(options, "min_q" if growing else "q", 1))
+    note = f"; Q grows to {options.q_max} with the epochs, sharing more" if growing else ""  # type: ignore[attr-defined]
+    start, n = counts.first_block, counts.n_blocks
+    if not config.run.share_prefix:
+        return "step cost = its 2·Q forwards (run.share_prefix is off: every query runs all blocks)"
+    if n == 0:
+        return "step cost = its 2·Q forwards (no stack of repeated blocks found: nothing to share)"
+    if start <= 0:
+        return "step cost = its 2·Q forwards (a trainable tensor in block 0 or below: nothing to share)"
+    shared = f"block 0 of {n}" if start == 1 else f"blocks 0-{start - 1} of {n}"
+    ratio = step_cost_ratio(start, n, q)
+    return f"step cost ≈ {ratio:.2f} × its 2·Q forwards at Q={q} ({shared} shared{note})"
 
 
 def task_preview(config: RunConfig) -> str:

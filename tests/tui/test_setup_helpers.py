@@ -99,8 +99,15 @@ def test_trainable_count_and_preview_on_a_local_model(tiny_llama_dir: Path, tmp_
     assert total is not None and total[0] == total[1] > 0  # full fine-tuning: everything trains
     cfg.set("adapter.method", "lora")
     cfg.set("adapter.r", 2)
-    trainable, all_params = catalog.trainable_count(cfg)  # type: ignore[misc]
-    assert 0 < trainable < all_params == total[1]  # LoRA matrices, counted against the base model
+    counts = catalog.trainable_count(cfg)
+    assert counts is not None
+    assert 0 < counts.trainable < counts.total == total[1]  # LoRA matrices, counted against the base model
+    assert (counts.first_block, counts.n_blocks) == (0, 2)  # LoRA on every block: nothing to share
+    cfg.set("adapter.layers", "top:1")
+    top = catalog.trainable_count(cfg)  # the meta model's requires_grad flags place the adapter
+    assert top is not None and 0 < top.trainable < counts.trainable
+    assert (top.first_block, top.n_blocks) == (1, 2)
+    assert total.first_block == 0  # full fine-tuning trains the embeddings
     preview = catalog.task_preview(cfg).splitlines()
     assert "splits: train 8, dev 4, test 4" in preview
     assert any(line.startswith("label words: ") for line in preview)
@@ -118,3 +125,27 @@ def test_app_default_config_is_a_papers_method_at_its_calibrated_lr() -> None:
     assert (example.adapter.method, example.optimizer.name, example.optimizer.lr, example.run.steps) == (
         cfg.adapter.method, cfg.optimizer.name, cfg.optimizer.lr, cfg.run.steps
     )  # the README's measured default run is the app's default
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options", "share", "counts", "expected"),
+    [
+        ("mezo_sgd", {}, True, (10, 100, 15, 30), "step cost ≈ 0.76 × its 2·Q forwards at Q=1 (blocks 0-14 of 30 shared)"),
+        ("mezo_sgd", {"q": 8}, True, (10, 100, 15, 30), "≈ 0.55 × its 2·Q forwards at Q=8 (blocks 0-14 of 30 shared)"),
+        ("mezo_sgd", {}, True, (10, 100, 1, 2), "at Q=1 (block 0 of 2 shared)"),
+        ("adazeta", {}, True, (10, 100, 29, 30), "at Q=1 (blocks 0-28 of 30 shared; Q grows to 15 with the epochs"),
+        ("mezo_sgd", {}, True, (10, 100, 0, 30), "step cost = its 2·Q forwards (a trainable tensor in block 0"),
+        ("mezo_sgd", {}, False, (10, 100, 15, 30), "step cost = its 2·Q forwards (run.share_prefix is off"),
+        ("mezo_sgd", {}, True, (10, 100, 0, 0), "no stack of repeated blocks"),
+        ("fo_adamw", {}, True, (10, 100, 15, 30), "first-order"),
+        ("mezo_sgd", {"q": 0}, True, (10, 100, 15, 30), "step cost: -- (fix optimizer.q first)"),
+        ("mezo_sgd", {}, True, (10, 100), ""),  # a count without the block layout: no line
+    ],
+)  # fmt: skip
+def test_step_cost_line(optimizer, options, share, counts, expected) -> None:
+    cfg = RunConfig()
+    cfg.optimizer.name = optimizer
+    cfg.optimizer.options.update(options)
+    cfg.run.share_prefix = share
+    line = catalog.step_cost_line(cfg, catalog.ParamCount(*counts))
+    assert expected in line if expected else line == ""

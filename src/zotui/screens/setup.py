@@ -3,8 +3,8 @@
 The form holds text; ``build_config()`` turns it into a ``RunConfig`` with the same parser as the
 CLI's ``--set``, so each error names its field and the allowed values, and "show CLI command"
 prints exactly what the CLI would need. Start is refused (with the reason shown) until the config
-validates. Slow look-ups (trainable-parameter count, task preview) run in thread workers so typing
-never stalls.
+validates. Slow look-ups (trainable-parameter count and the step cost it implies, task preview) run
+in thread workers so typing never stalls.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from textual.widgets import Button, Footer, Static, TabbedContent, TabPane
 
 from zoengine.config import LR_SCHEDULES, RunConfig
 from zoengine.errors import ConfigError, ZOError
+from zoengine.layers import LAYERS_HELP
 from zotui import catalog
 from zotui.screens.dialogs import PathScreen, TextScreen
 from zotui.widgets.config_form import FormField, field_id
@@ -35,7 +36,7 @@ from zotui.widgets.config_form import FormField, field_id
 if TYPE_CHECKING:
     from zoengine.tune import TuneResult
 
-COMMON_KEYS = ("method", "name", "targets", *catalog.COMMON_OPTIMIZER_KEYS)  # not method options
+COMMON_KEYS = ("method", "name", "targets", "layers", *catalog.COMMON_OPTIMIZER_KEYS)  # not method options
 PREVIEW_DELAY = 0.4  # seconds of quiet after an edit before the slow previews recompute
 EXTRA = "+options"  # pseudo key: method options not covered by a spec field, as "k=v, k=v"
 DEFAULT_TOML = "zoengine-run.toml"
@@ -158,6 +159,7 @@ class SetupScreen(Screen[None]):
         self._targets_for: dict[str, str] = {config.adapter.method: as_text(config.adapter.targets)}
         self._preview_timers: dict[str, Timer] = {}  # debounced slow previews: "count" / "task"
         self._preview_asked: dict[str, int] = {"count": 0, "task": 0}  # latest request per preview
+        self._counted: catalog.ParamCount | None = None  # the shown count, for the step-cost line
         self.tuned: TuneResult | None = None  # the cached sweep for the form's current config
 
     # --- layout ----------------------------------------------------------------------------------
@@ -176,12 +178,14 @@ class SetupScreen(Screen[None]):
                 )
                 yield Static("", id="adapter-description", classes="hint")
                 yield Static("trainable parameters: --", id="trainable-count", classes="hint")
+                yield Static("", id="step-cost", classes="hint")
                 yield FormField(
                     "adapter.targets",
                     "targets",
                     as_text(cfg.adapter.targets),
                     help=_help("adapter", "targets"),
                 )
+                yield FormField("adapter.layers", "layers", as_text(cfg.adapter.layers), help=LAYERS_HELP)
                 yield Vertical(id="adapter-options")
             with TabPane("Optimizer", id="tab-optimizer"), VerticalScroll():
                 yield from self._optimizer_fields(cfg)
@@ -204,6 +208,13 @@ class SetupScreen(Screen[None]):
                     as_text(cfg.run.zero_shot_eval),
                     choices=[("true", "yes"), ("false", "no")],
                 )
+                yield FormField(
+                    "run.share_prefix",
+                    "share prefix",
+                    as_text(cfg.run.share_prefix),
+                    choices=[("true", "yes"), ("false", "no")],
+                )
+                yield Static(_help("run", "share_prefix"), classes="hint")
         yield Static("", id="setup-status")
         with Horizontal(id="setup-buttons"):
             yield Button("Start (F5)", id="start", variant="success")
@@ -396,6 +407,8 @@ class SetupScreen(Screen[None]):
             self._show_fetched()
         if section in ("model", "+model", "adapter"):
             self.schedule_preview("count")
+        elif section in ("optimizer", "run"):
+            self._show_step_cost()  # Q and run.share_prefix change the cost, not the count
         if section == "task":
             self.schedule_preview("task")
 
@@ -458,7 +471,7 @@ class SetupScreen(Screen[None]):
         blocking = [k for k in errors if k.split(".")[0] in sections]
         if blocking:
             label = "trainable parameters" if which == "count" else "preview"
-            self._show_preview(which, asked, f"{label}: -- (fix {blocking[0]} first)")
+            self._show_preview(which, asked, f"{label}: -- (fix {blocking[0]} first)", None)
         elif which == "count":
             self._count_preview(cfg, asked)
         else:
@@ -466,17 +479,20 @@ class SetupScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="setup-count", exit_on_error=False, description="trainable count")
     def _count_preview(self, cfg: RunConfig, asked: int) -> None:
-        """Trainable count on a weightless model (may read a model config; never on the UI thread)."""
+        """Trainable count on a weightless model (may read a model config; never on the UI thread),
+        and where the trainable tensors start in the block stack, for the step-cost line."""
+        counts: catalog.ParamCount | None = None
         try:
-            counts = catalog.trainable_count(cfg)
-            text = (
-                f"trainable parameters: {counts[0]:,} of {counts[1]:,} ({100 * counts[0] / max(1, counts[1]):.2f}%)"
-                if counts
-                else "trainable parameters: --"
-            )
+            found = catalog.trainable_count(cfg)
+            if found:
+                counts = catalog.ParamCount(*found)
+                share = 100 * counts.trainable / max(1, counts.total)
+                text = f"trainable parameters: {counts.trainable:,} of {counts.total:,} ({share:.2f}%)"
+            else:
+                text = "trainable parameters: --"
         except Exception as exc:
             text = f"trainable parameters: unavailable ({exc})"
-        self.app.call_from_thread(self._show_preview, "count", asked, text)
+        self.app.call_from_thread(self._show_preview, "count", asked, text, counts)
 
     @work(thread=True, exclusive=True, group="setup-task", exit_on_error=False, description="task preview")
     def _task_preview(self, cfg: RunConfig, asked: int) -> None:
@@ -488,13 +504,31 @@ class SetupScreen(Screen[None]):
             text = f"preview: unavailable ({exc})"
         self.app.call_from_thread(self._show_preview, "task", asked, text)
 
-    def _show_preview(self, which: str, asked: int, text: str) -> None:
+    def _show_preview(
+        self, which: str, asked: int, text: str, counts: catalog.ParamCount | None = None
+    ) -> None:
         """Show a preview unless a newer request superseded it (thread workers cannot be cancelled,
         so an older, slower one may finish last)."""
         if asked != self._preview_asked[which]:
             return
         target = "#trainable-count" if which == "count" else "#task-preview"
         for widget in self.query(target).results(Static):  # none once the screen is gone
+            widget.update(text)
+        if which == "count":
+            self._counted = counts
+            self._show_step_cost()
+
+    def _show_step_cost(self) -> None:
+        """The step-cost line for the shown count and the form's optimizer and ``run.share_prefix``
+        (cheap: recomputed on the UI thread when only those change)."""
+        text = ""
+        if self._counted is not None:
+            cfg, _ = self.build_config()
+            try:
+                text = catalog.step_cost_line(cfg, self._counted)
+            except Exception as exc:  # an estimate, never an error
+                text = f"step cost: unavailable ({exc})"
+        for widget in self.query("#step-cost").results(Static):
             widget.update(text)
 
     # --- the cached lr sweep ("use tuned lr") ---------------------------------------------------------
