@@ -209,3 +209,31 @@ def test_step_cost_estimate() -> None:
     assert step_cost_ratio(30, 30, 1, head_share=0.05) == pytest.approx((1 + 0.05) / 2)
     # top half with Q = 8: (1 + 15 · (0.05 + 0.95/2)) / 16
     assert step_cost_ratio(15, 30, 8, head_share=0.05) == pytest.approx((1 + 15 * 0.525) / 16)
+
+
+def test_evaluation_tokenizes_once_and_reuses_the_pinned_prefix(tiny_tokenizer, monkeypatch) -> None:
+    acfg = AdapterConfig(method="lora", layers="top:1", options={"r": 2})
+    ref, _ = _setup("llama", "causal_lm", acfg, tiny_tokenizer, share=False)
+    obj, handle = _setup("llama", "causal_lm", acfg, tiny_tokenizer, share=True)
+    made: list[int] = []
+    real = obj.make_batch
+    monkeypatch.setattr(obj, "make_batch", lambda exs: made.append(len(exs)) or real(exs))
+    expected = ref.evaluate(EXAMPLES, batch_size=3)
+    assert obj.evaluate(EXAMPLES, batch_size=3) == pytest.approx(expected, abs=1e-6)
+    assert made == [3, 1] and obj.prefix.misses == 2 and obj.prefix.pinned_bytes > 0
+    # training moves the adapter (top block only); a second evaluation tokenizes nothing and runs
+    # only the top block, and still equals the uncached model's evaluation
+    with torch.no_grad():
+        for name, p in handle.named_trainable():
+            p.add_(0.05)
+            dict(ref.loaded.model.named_parameters())[name].add_(0.05)
+    assert obj.evaluate(EXAMPLES, batch_size=3) == pytest.approx(ref.evaluate(EXAMPLES, batch_size=3), abs=1e-6)
+    assert made == [3, 1] and obj.prefix.misses == 2 and obj.prefix.hits == 2
+    losses, correct = obj.example_losses(EXAMPLES, batch_size=3)
+    ref_losses, ref_correct = ref.example_losses(EXAMPLES, batch_size=3)
+    torch.testing.assert_close(losses, ref_losses, atol=1e-6, rtol=0)
+    assert made == [3, 1] and obj.prefix.hits == 4
+    # the pinned outputs go with their batches
+    obj._eval_batches.clear()
+    gc.collect()
+    assert obj.prefix.pinned_bytes == 0 and not obj.prefix._pinned

@@ -58,6 +58,9 @@ class Objective:
         if loaded.kind in ("causal_lm", "masked_lm") and task.kind == "classification":
             self.single_token_ids = self._label_token_ids()
         self.prefix: PrefixCache | None = None
+        # evaluation batches by the identity of their examples: a split is tokenized once per run
+        # (the examples are held too, so an id is never reused while its entry exists)
+        self._eval_batches: dict[tuple[int, ...], tuple[list[Example], Batch]] = {}
 
     def share_prefix(self, enabled: bool = True) -> PrefixCache | None:
         """Reuse the frozen blocks' output across the forwards of one batch (call after the adapter
@@ -179,10 +182,19 @@ class Objective:
 
     # --- scoring -----------------------------------------------------------------------------------
 
-    def option_logits(self, batch: Batch) -> torch.Tensor:
-        """Scores (B, C) whose softmax is the model's belief over the options."""
-        with self.prefix.forward_for(batch) if self.prefix is not None else nullcontext():
+    def option_logits(self, batch: Batch, pin: bool = False) -> torch.Tensor:
+        """Scores (B, C) whose softmax is the model's belief over the options (``pin``: keep the
+        shared prefix of this batch for as long as it lives, see ``zoengine.prefix``)."""
+        with self.prefix.forward_for(batch, pin) if self.prefix is not None else nullcontext():
             return self._option_logits(batch)
+
+    def eval_batch(self, examples: list[Example]) -> Batch:
+        """The batch of ``examples``, tokenized on first use and kept for the objective's life."""
+        key = tuple(id(ex) for ex in examples)
+        entry = self._eval_batches.get(key)
+        if entry is None:
+            entry = self._eval_batches[key] = (list(examples), self.make_batch(examples))
+        return entry[1]
 
     def _option_logits(self, batch: Batch) -> torch.Tensor:
         model, device = self.loaded.model, self.loaded.device
@@ -227,8 +239,8 @@ class Objective:
         than the means."""
         losses, correct = [], []
         for start in range(0, len(examples), batch_size):
-            batch = self.make_batch(examples[start : start + batch_size])
-            logits = self.option_logits(batch)
+            batch = self.eval_batch(examples[start : start + batch_size])
+            logits = self.option_logits(batch, pin=True)
             labels = batch.labels.to(logits.device)
             losses.append(F.cross_entropy(logits, labels, reduction="none").double().cpu())
             correct.append((logits.argmax(-1) == labels).double().cpu())
@@ -253,8 +265,8 @@ class Objective:
                 progress(index, total)
             if should_stop is not None and should_stop():
                 break
-            batch = self.make_batch(examples[start : start + batch_size])
-            logits = self.option_logits(batch)
+            batch = self.eval_batch(examples[start : start + batch_size])
+            logits = self.option_logits(batch, pin=True)
             labels = batch.labels.to(logits.device)
             total_loss += float(F.cross_entropy(logits, labels, reduction="none").double().sum())
             correct += int((logits.argmax(-1) == labels).sum())
