@@ -61,6 +61,7 @@ class Objective:
         # evaluation batches by the identity of their examples: a split is tokenized once per run
         # (the examples are held too, so an id is never reused while its entry exists)
         self._eval_batches: dict[tuple[int, ...], tuple[list[Example], Batch]] = {}
+        self._prompt_cache: dict[int, tuple[Example, list[int]]] = {}
 
     def share_prefix(self, enabled: bool = True) -> PrefixCache | None:
         """Reuse the frozen blocks' output across the forwards of one batch (call after the adapter
@@ -98,7 +99,12 @@ class Objective:
     # --- batching ---------------------------------------------------------------------------------
 
     def _prompt_ids(self, ex: Example, budget: int) -> list[int]:
-        ids = self.tok(self.task.prompt(ex))["input_ids"]
+        """The prompt's token ids, tokenized once per example (a training set is visited once per
+        epoch; the example is held with its ids, so its id is never reused while cached)."""
+        entry = self._prompt_cache.get(id(ex))
+        if entry is None or entry[0] is not ex:
+            entry = self._prompt_cache[id(ex)] = (ex, self.tok(self.task.prompt(ex))["input_ids"])
+        ids = entry[1]
         return ids[-budget:] if budget > 0 else ids[-1:]  # keep the end: the label goes there
 
     def _pad_left(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
