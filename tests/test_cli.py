@@ -30,6 +30,19 @@ def test_bad_input_is_one_line_exit_2(argv, field, capsys):
     assert err.startswith(f"error: {field}") and "\n" not in err, err
 
 
+def test_version_is_the_one_package_version(capsys):
+    from importlib import metadata
+
+    import zoengine
+    import zotui
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"zoengine {zoengine.__version__}"
+    assert zotui.__version__ == zoengine.__version__ == metadata.version("zoengine")
+
+
 def test_unknown_zoo_model_is_one_line_exit_2(tmp_path, capsys):
     code = main(["train", "--model", "smollm3-nope", "--output", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -108,7 +108,7 @@ def _free_port() -> int:
 def two_ranks(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("dist")
     torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    return [torch.load(out / f"rank{r}.pt") for r in range(2)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
 def _single(case: str) -> tuple[list[float], dict[str, torch.Tensor], int]:
@@ -246,7 +246,7 @@ def _engine_worker(rank: int, world: int, port: int, cfg, opts: dict, out: str) 
 def _spawn_engine(cfg, out: Path, **opts) -> list[dict]:
     out.mkdir(exist_ok=True)
     torch.multiprocessing.spawn(_engine_worker, args=(2, _free_port(), cfg, opts, str(out)), nprocs=2, join=True)
-    return [torch.load(out / f"engine{r}.pt") for r in range(2)]
+    return [torch.load(out / f"engine{r}.pt", weights_only=True) for r in range(2)]
 
 
 def _last_tensors(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zoengine import __version__
 from zoengine.config import RunConfig
 from zoengine.errors import ZOError
 from zoengine.export_formats import FORMATS as EXPORT_FORMATS
@@ -523,7 +524,7 @@ def _add_nproc_flag(p: argparse.ArgumentParser) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zoengine", description="Zeroth-order fine-tuning of language models.")
-    parser.add_argument("--version", action="version", version="zoengine 0.1.0")
+    parser.add_argument("--version", action="version", version=f"zoengine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a config")

@@ -8,6 +8,6 @@
 All training logic lives in ``zoengine``; this package only displays and controls it.
 """
 
-__all__ = ["__version__"]
+from zoengine import __version__  # one distribution, one version string
 
-__version__ = "0.1.0"
+__all__ = ["__version__"]
