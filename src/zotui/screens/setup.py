@@ -201,7 +201,8 @@ class SetupScreen(Screen[None]):
                     "name",
                     "output_dir",
                 ):
-                    yield FormField(f"run.{key}", key, as_text(getattr(cfg.run, key)), help=_help("run", key))
+                    label = {"checkpoint_minutes": "checkpoint min"}.get(key, key)  # fits the label column
+                    yield FormField(f"run.{key}", label, as_text(getattr(cfg.run, key)), help=_help("run", key))
                 yield FormField(
                     "run.zero_shot_eval",
                     "zero-shot eval",
