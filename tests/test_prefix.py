@@ -237,3 +237,37 @@ def test_evaluation_tokenizes_once_and_reuses_the_pinned_prefix(tiny_tokenizer, 
     obj._eval_batches.clear()
     gc.collect()
     assert obj.prefix.pinned_bytes == 0 and not obj.prefix._pinned
+
+
+def test_the_tuner_runs_the_shared_prefix_of_each_batch_once(
+    tiny_llama_dir, sentiment_csv, monkeypatch, tmp_path
+) -> None:
+    """Every candidate replays the same batches: their prefixes are pinned, so the frozen blocks run
+    once per batch for the whole sweep, not once per candidate and query."""
+    from zoengine.config import RunConfig
+    from zoengine.tune import TuneError, tune
+
+    monkeypatch.setenv("ZOENGINE_CACHE", str(tmp_path / "cache"))
+    made: list[PrefixCache] = []
+    original = PrefixCache.__init__
+
+    def recording_init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(PrefixCache, "__init__", recording_init)
+    cfg = RunConfig()
+    cfg.model.name = str(tiny_llama_dir)
+    cfg.task.name, cfg.task.path = "file", str(sentiment_csv)
+    cfg.task.template, cfg.task.label_words = "{text} it was", ["great", "terrible"]
+    cfg.task.n_train, cfg.task.n_dev, cfg.task.n_test = 64, 16, 8
+    cfg.adapter.method, cfg.adapter.targets = "subset", ["model.norm"]
+    cfg.run.batch_size = 8
+    try:
+        tune(cfg, steps=4, lrs=[1e-3, 1e-2], dev_examples=16, use_cache=False)
+    except TuneError:
+        pass  # a 4-step sweep may not separate the candidates; the forwards ran all the same
+    (prefix,) = made
+    assert prefix.active and prefix.start == 2
+    assert prefix.misses == 4 + 1  # 4 training batches + 1 dev batch, each run through the blocks once
+    assert prefix.hits == 2 * 4 * 2 - 4 + 2  # every other forward (2 candidates · 4 steps · ±, dev after each)

@@ -235,8 +235,9 @@ class Objective:
         scores = (tok_logp * in_option).sum(1) / lengths
         return scores.view(-1, batch.num_options)
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        logits = self.option_logits(batch)
+    def loss(self, batch: Batch, pin: bool = False) -> torch.Tensor:
+        """Mean cross-entropy of ``batch`` (``pin``: see ``option_logits``)."""
+        logits = self.option_logits(batch, pin)
         return F.cross_entropy(logits, batch.labels.to(logits.device))
 
     @torch.no_grad()

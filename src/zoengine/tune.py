@@ -275,7 +275,8 @@ def tune(
             if should_stop is not None and should_stop():
                 raise TuneError("stopped by the user", field="tune")
             with torch.no_grad():
-                loss = float(opt.step(lambda b=batch: objective.loss(b)))
+                # pinned: every candidate replays the same batches, so their shared prefix runs once
+                loss = float(opt.step(lambda b=batch: objective.loss(b, pin=True)))
             stats = opt.last_stats
             cand.forward_passes += int(stats.get("forward_passes", 2 * int(stats.get("queries", 1))))
             handle.after_step(step, float(stats.get("lr", lr)))
