@@ -236,6 +236,19 @@ def test_warmup_ratio_scales_with_the_run() -> None:
 # --- the lr rule ------------------------------------------------------------------------------------
 
 
+def test_default_lr_shrinks_as_one_over_root_run_length_past_the_reference() -> None:
+    from zoengine.optim.calibration import REFERENCE_STEPS, lr_rule_text
+
+    base = default_lr("mezo_sgd", "lora", 2_000_000)
+    assert default_lr("mezo_sgd", "lora", 2_000_000, total_steps=REFERENCE_STEPS) == base
+    assert default_lr("mezo_sgd", "lora", 2_000_000, total_steps=20) == base  # never above the constant
+    assert default_lr("mezo_sgd", "lora", 2_000_000, total_steps=4 * REFERENCE_STEPS) == pytest.approx(base / 2, rel=0.01)
+    assert default_lr("zo_adam", "tt", 1000, total_steps=9 * REFERENCE_STEPS) == pytest.approx(
+        default_lr("zo_adam", "tt", 1000) / 3, rel=0.01
+    )
+    assert "√(150/600 steps)" in lr_rule_text("mezo_sgd", "lora", 2_000_000, total_steps=600)
+
+
 def test_default_lr_scales_with_the_trainable_dimension() -> None:
     # ZO-SGD: the estimator's second-order term grows with tr(H) ∝ d, so lr ∝ 1/d
     assert default_lr("mezo_sgd", "lora", 2_000_000) == pytest.approx(

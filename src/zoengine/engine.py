@@ -377,7 +377,7 @@ class Run:
         self.steps_per_epoch = math.ceil(len(self.task.train) / cfg.run.batch_size)
         self.lr = resolved_lr(cfg, self.handle.num_trainable())
         if cfg.optimizer.lr is None:
-            self._log(lr_rule_text(cfg.optimizer.name, cfg.adapter.method, self.handle.num_trainable()))
+            self._log(lr_rule_text(cfg.optimizer.name, cfg.adapter.method, self.handle.num_trainable(), cfg.run.steps))
         self.optimizer = build_optimizer(
             cfg.optimizer,
             groups,

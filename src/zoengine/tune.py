@@ -235,10 +235,10 @@ def tune(
     objective.share_prefix(cfg.run.share_prefix)
     init_state = handle.trainable_state_dict()
     trainable = handle.num_trainable()
-    default_lr = resolved_lr(cfg, trainable)
+    default_lr = resolved_lr(cfg, trainable)  # the run's default (for its length), shown with the result
     grid_from_rule = lrs is None
-    if lrs is None:
-        lrs = lr_grid(cfg.optimizer.lr if cfg.optimizer.lr is not None else default_lr, n_candidates)
+    if lrs is None:  # centred on the default for the sweep's own length; the pick is discounted later
+        lrs = lr_grid(resolved_lr(cfg, trainable, total_steps=steps), n_candidates)
     eps_list = list(eps_values) if eps_values else [float(cfg.optimizer.eps)]
     for lr in lrs:
         if not (math.isfinite(lr) and lr > 0):

@@ -135,7 +135,7 @@ def build_optimizer(
     lr = cfg.lr if lr is None else lr
     if lr is None:  # auto: the calibrated rule for this trainable size (see optim.calibration)
         d = sum(p.numel() for g in groups for p in g.get("params", []))
-        lr = default_lr(cfg.name, adapter or "full", d, dict(cfg.options or {}))
+        lr = default_lr(cfg.name, adapter or "full", d, dict(cfg.options or {}), total_steps)
     common = {
         "lr": float(lr),
         "eps": float(cfg.eps),

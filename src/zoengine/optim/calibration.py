@@ -24,6 +24,13 @@ Adaptive constants are derived, not yet swept: an Adam/sign step moves a coordin
 ``lr_sgd·|projected_grad|`` of the SGD step it replaces, with |projected_grad| ≈ 1 measured on TT
 (0.2 on the norm scale), times 0.7 for safety: ``c_adaptive ≈ 0.7·c_sgd·|pg|/√d``.
 A user's own model, rank or targets then get ``c/d`` for their d; ``zoengine tune`` refines it.
+
+**Run length.** The constants hold for runs of up to ``REFERENCE_STEPS`` = 150 steps (every adapter
+learned +10 to +14 points there, ``bench/results/matrix_300/``). A longer run at the same constant lr
+over-corrects: LoRA at 1.1e-3 was at 0.7225 test accuracy after 150 steps and at 0.5225 (test loss
+2.1) after 300 (``bench/results/matrix_superseded/``). For T steps of noisy SGD the best constant step
+scales as 1/√T, so the default is multiplied by ``min(1, √(150 / run.steps))`` — the same rule the
+tuner applies to its pick (``zoengine.tune``).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["ADAPTIVE", "LR_CONSTANTS", "default_lr", "lr_rule_text", "resolved_lr"]
+__all__ = ["ADAPTIVE", "LR_CONSTANTS", "REFERENCE_STEPS", "default_lr", "horizon_factor", "lr_rule_text", "resolved_lr"]
 
 # optimizers whose per-coordinate step size does not depend on the estimate's scale
 ADAPTIVE = ("zo_sgd_sign", "zo_adam", "zo_adamu")
@@ -52,8 +59,25 @@ _FALLBACK = (2.9, 0.12)
 FIRST_ORDER_LR = 1e-4
 
 
-def default_lr(optimizer: str, adapter: str, trainable: int, options: dict[str, Any] | None = None) -> float:
-    """The calibrated default lr for ``optimizer`` on ``trainable`` parameters of ``adapter``."""
+REFERENCE_STEPS = 150  # the run length the constants were validated at
+
+
+def horizon_factor(total_steps: int | None) -> float:
+    """``min(1, √(REFERENCE_STEPS / total_steps))``: 1/√T for runs longer than the reference."""
+    if not total_steps or total_steps <= REFERENCE_STEPS:
+        return 1.0
+    return math.sqrt(REFERENCE_STEPS / total_steps)
+
+
+def default_lr(
+    optimizer: str,
+    adapter: str,
+    trainable: int,
+    options: dict[str, Any] | None = None,
+    total_steps: int | None = None,
+) -> float:
+    """The calibrated default lr for ``optimizer`` on ``trainable`` parameters of ``adapter``, for a
+    run of ``total_steps`` (None: the reference length)."""
     if optimizer == "fo_adamw":
         return FIRST_ORDER_LR
     d = max(1, int(trainable))
@@ -65,23 +89,27 @@ def default_lr(optimizer: str, adapter: str, trainable: int, options: dict[str, 
         if optimizer in MOMENTUM_OPTIMIZERS:
             mu = float((options or {}).get("momentum", 0.9))
             lr *= 1.0 - mu
-    return float(f"{lr:.3g}")
+    return float(f"{lr * horizon_factor(total_steps):.3g}")
 
 
-def lr_rule_text(optimizer: str, adapter: str, trainable: int) -> str:
+def lr_rule_text(optimizer: str, adapter: str, trainable: int, total_steps: int | None = None) -> str:
     """One line saying where a default lr came from (logged at run start)."""
     if optimizer == "fo_adamw":
         return f"lr {FIRST_ORDER_LR:g} (first-order default)"
     c_sgd, c_adaptive = LR_CONSTANTS.get(adapter, _FALLBACK)
-    lr = default_lr(optimizer, adapter, trainable)
+    lr = default_lr(optimizer, adapter, trainable, total_steps=total_steps)
+    factor = horizon_factor(total_steps)
+    horizon = f" × √({REFERENCE_STEPS}/{total_steps} steps)" if factor < 1 else ""
     if optimizer in ADAPTIVE:
-        return f"lr {lr:.3g} = {c_adaptive:g}/√d for {adapter} with {optimizer}, d = {trainable:,}"
+        return f"lr {lr:.3g} = {c_adaptive:g}/√d{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
     extra = " × (1 − momentum)" if optimizer in MOMENTUM_OPTIMIZERS else ""
-    return f"lr {lr:.3g} = {c_sgd:g}/d{extra} for {adapter} with {optimizer}, d = {trainable:,}"
+    return f"lr {lr:.3g} = {c_sgd:g}/d{extra}{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
 
 
-def resolved_lr(cfg: Any, trainable: int) -> float:
-    """``cfg.optimizer.lr`` when the user set one, else the calibrated default for this d."""
+def resolved_lr(cfg: Any, trainable: int, total_steps: int | None = None) -> float:
+    """``cfg.optimizer.lr`` when the user set one, else the calibrated default for this d and a run
+    of ``total_steps`` (default ``cfg.run.steps``)."""
     if cfg.optimizer.lr is not None:
         return float(cfg.optimizer.lr)
-    return default_lr(cfg.optimizer.name, cfg.adapter.method, trainable, cfg.optimizer.options)
+    steps = cfg.run.steps if total_steps is None else total_steps
+    return default_lr(cfg.optimizer.name, cfg.adapter.method, trainable, cfg.optimizer.options, steps)
