@@ -1,8 +1,7 @@
 """Training throughput with the zotui dashboard open vs headless; prints one JSON object.
 
     python bench/bench_tui.py                          # real engine, zoo model (smollm2-135m-instruct)
-    python bench/bench_tui.py --model tiny             # real engine, tiny random Llama (UI-bound worst case)
-    python bench/bench_tui.py --engine demo --work 0.02  # scripted engine spinning 20 ms of Python per step
+    python bench/bench_tui.py --model tiny             # zotui.demo's tiny Llama (UI-bound worst case)
 
 Each repeat trains the same config twice: once headless (the engine thread alone, its queue drained
 by a plain loop, as the CLI does) and once with the app's dashboard open (``App.run_test`` at
@@ -29,40 +28,7 @@ from typing import Any
 
 from zoengine.config import RunConfig
 from zoengine.events import StepLogged
-from zotui.backend import Backend, demo_backend, engine_backend, read_events
-
-
-def tiny_model_dir(root: Path) -> Path:
-    """A random 2-layer Llama with a word-level tokenizer, saved locally (no downloads)."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    words = "the a movie film was great terrible good bad fun boring it is this positive negative".split()
-    specials = ["[PAD]", "[UNK]", "<s>", "</s>"]
-    vocab = {w: i for i, w in enumerate(specials + words + list(".,!?'\""))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>", eos_token="</s>"
-    )
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
-    path = root / "tiny-llama"
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
+from zotui.backend import Backend, engine_backend, read_events
 
 
 def bench_config(args: argparse.Namespace, root: Path) -> RunConfig:
@@ -79,23 +45,12 @@ def bench_config(args: argparse.Namespace, root: Path) -> RunConfig:
         "run.zero_shot_eval": False,
         "run.checkpoint_every": 0,
     }
-    if args.engine == "real" and args.model == "tiny":
-        data = root / "tiny.csv"
-        rows = ["text,label"] + [f"this movie was great fun {i},positive" for i in range(60)]
-        rows += [f"this film was terrible and boring {i},negative" for i in range(60)]
-        data.write_text("\n".join(rows) + "\n")
-        values.update(
-            {
-                "model.name": str(tiny_model_dir(root)),
-                "task.name": "file",
-                "task.path": str(data),
-                "task.template": "{text} it was {label}",
-                "task.label_words": ["bad", "good"],
-                "task.label_map": {"negative": "bad", "positive": "good"},
-            }
-        )
     for key, value in values.items():
         cfg.set(key, value)
+    if args.model == "tiny":  # the demo's model and data (zotui.demo): built here, no download
+        from zotui import demo
+
+        cfg = demo.demo_config(demo.build(root / "demo"), cfg)
     return cfg.validate()
 
 
@@ -141,24 +96,18 @@ def run_dashboard(backend: Backend, cfg: RunConfig) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--engine", choices=("real", "demo"), default="real")
     p.add_argument(
-        "--model", choices=("zoo", "tiny"), default="zoo", help="real engine: zoo default model or a tiny one"
+        "--model", choices=("zoo", "tiny"), default="zoo", help="the zoo's default model or zotui.demo's tiny one"
     )
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--work", type=float, default=0.02, help="demo engine: seconds of Python work per step")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="zotui-bench-") as tmp:
         root = Path(tmp)
         os.environ["ZOENGINE_RUNS"] = str(root / "runs")
-        backend = (
-            demo_backend(step_delay=0.0, work_seconds=args.work)
-            if args.engine == "demo"
-            else engine_backend()
-        )
+        backend = engine_backend()
         cfg = bench_config(args, root)
         headless: list[float] = []
         dashboard: list[float] = []
@@ -171,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             json.dumps(
                 {
-                    "engine": args.engine,
-                    "model": "demo"
-                    if args.engine == "demo"
-                    else (cfg.model.name if args.model == "zoo" else "tiny-llama"),
+                    "model": cfg.model.name if args.model == "zoo" else "tiny-llama",
                     "steps": args.steps,
                     "batch_size": args.batch_size,
                     "repeats": args.repeats,

@@ -1,6 +1,6 @@
 """The one export registry: each format says who loads it and which (adapter method, model kind)
 pairs it can write exactly. The CLI (``--format`` choices, the one-line refusal), the app's export
-screen (``zotui.catalog.export_formats``), the demo backend and the README all read it from here.
+screen (``zotui.catalog.export_formats``) and the README all read it from here.
 
 Pure data, no torch import: the app's setup screen reads it before anything heavy is loaded.
 """

@@ -2,7 +2,7 @@
 
 - ``config.toml`` starts with a checksum line (``# zoengine run config sha256=...``): a truncated,
   bit-flipped or edited file is refused in one line instead of being read as defaults. A file
-  without the line (hand-made, or the demo engine's) must hold every section and required key.
+  without the line (hand-made) must hold every section and required key.
 - ``state.json`` carries a ``checksum`` of its other fields and a checked shape.
 - ``.lock`` (``filelock``) is held by the writer (train, resume, the app's engine thread) for the
   whole run; a second writer is refused before it touches anything, and ``zoengine runs`` tells a

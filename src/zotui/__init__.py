@@ -3,7 +3,7 @@
     zotui                      # Setup screen on the offline default
     zotui --config run.toml    # Setup pre-filled from a TOML file
     zotui --run RUN_DIR        # open a past run (replay its curves)
-    zotui --demo               # a scripted engine, to try the app without a model
+    zotui --demo               # the real engine on a tiny model built on the spot (no download)
 
 All training logic lives in ``zoengine``; this package only displays and controls it.
 """

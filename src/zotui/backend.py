@@ -1,18 +1,18 @@
-"""The engine as the app sees it: a small surface that the real engine and the demo engine share.
+"""The engine as the app sees it: a small surface over ``zoengine.engine.Run`` and the run directories.
 
 The app never imports ``zoengine.engine`` directly; it goes through a ``Backend`` built by
-``engine_backend()`` (the real engine, imported lazily so the app starts in a fraction of a second)
-or ``demo_backend()`` (a scripted engine for tests,
-benchmarks and ``zotui --demo``). Tests inject their own backend through ``make_app``.
+``engine_backend()`` (the real engine, imported lazily so the app starts in a fraction of a second).
+There is one engine: ``zotui --demo``, the tests and the benchmark run it on the tiny model of
+``zotui.demo``. Tests inject their own backend through ``make_app``.
 """
 
 from __future__ import annotations
 
 import queue
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from zoengine.config import RunConfig
 from zoengine.events import Event
@@ -25,7 +25,7 @@ RESUMABLE_STATUSES = ("stopped", "failed", "interrupted", "diverged")  # diverge
 
 
 class RunHandle(Protocol):
-    """What the app needs from ``zoengine.engine.Run`` (and what the demo engine provides)."""
+    """What the app needs from ``zoengine.engine.Run``."""
 
     run_dir: Path
 
@@ -78,7 +78,6 @@ class Backend:
     read_events: Callable[[Path], list[Event]]
     export_run: Callable[..., list[Path]]  # (run_dir, format, dest, *, checkpoint="best", force=False)
     prepare: Callable[[], None] = lambda: None  # called in the engine worker before a run starts
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def engine_backend() -> Backend:
@@ -110,7 +109,7 @@ def engine_backend() -> Backend:
 
 
 def list_runs() -> list[RunRow]:
-    """Run directories under the runs home (CLI, app or demo: one layout), newest first."""
+    """Run directories under the runs home (CLI or app: one layout), newest first."""
     from zoengine.runs import list_runs as engine_list_runs
 
     return [row_from_summary(s) for s in engine_list_runs()]
@@ -136,27 +135,6 @@ def row_from_summary(summary: RunSummary) -> RunRow:
         total_steps=summary.total_steps,
         best_dev_accuracy=summary.best_dev_accuracy,
         started=summary.started,
-    )
-
-
-def demo_backend(step_delay: float = 0.05, **options: Any) -> Backend:
-    """The scripted engine of ``zotui.demo``; ``options`` go to every ``DemoRun``."""
-    from zotui.demo import DemoRun
-
-    def new_run(config: RunConfig) -> RunHandle:
-        return DemoRun(config, step_delay=step_delay, **options)
-
-    def resume_run(run_dir: Path) -> RunHandle:
-        return DemoRun.resume_from(run_dir, step_delay=step_delay, **options)
-
-    def export_run(
-        run_dir: Path, fmt: str, dest: Path, *, checkpoint: str = "best", force: bool = False
-    ) -> list[Path]:
-        run = DemoRun(RunConfig.load(Path(run_dir) / "config.toml"), run_dir=run_dir)
-        return run.export(fmt, dest, checkpoint=checkpoint, force=force)
-
-    return Backend(
-        "demo", new_run, resume_run, list_runs, read_events, export_run, options={"step_delay": step_delay}
     )
 
 

@@ -1,8 +1,8 @@
-"""Pilot tests: the whole flow on the demo engine, plus the refusals and the shutdown guarantees."""
+"""Pilot tests: the whole flow on the engine and the demo model, plus the refusals and the shutdown
+guarantees."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, TabbedContent
@@ -18,7 +18,7 @@ from zotui.widgets.config_form import FormField, field_id
 from zotui.widgets.counters import CountersPanel
 from zotui.widgets.plots import SeriesPlot
 
-from .conftest import demo_config, wait_for
+from .conftest import demo_config, saved_step, train, wait_for
 
 
 async def type_into(pilot, app: ZoApp, key: str, text: str, tab: str) -> None:
@@ -39,7 +39,7 @@ def field(app: ZoApp, key: str) -> FormField:
 async def test_configure_start_watch_pause_resume_stop_export_and_find_run(
     make_demo_app, tmp_path: Path
 ) -> None:
-    app = make_demo_app(demo_config(tmp_path, steps=100_000), step_delay=0.005)
+    app = make_demo_app(demo_config(tmp_path, steps=100_000))
     async with app.run_test(size=(100, 32)) as pilot:
         # configure: a new lr typed into the form ends up in the run's config
         await type_into(pilot, app, "optimizer.lr", "2e-6", "tab-optimizer")
@@ -147,7 +147,7 @@ async def test_quit_during_a_run_asks_then_stops_saves_and_ends_the_engine(
         await wait_for(pilot, lambda: not app.is_running, timeout=10)
     runner = app.runner
     assert runner is not None and runner.run.join(5)
-    assert runner.run.status == "stopped" and (tmp_path / "run" / "checkpoint.json").exists()
+    assert runner.run.status == "stopped" and saved_step(tmp_path / "run") == runner.run.step
 
 
 async def test_leaving_the_app_any_other_way_still_stops_the_engine(make_demo_app, tmp_path: Path) -> None:
@@ -182,6 +182,7 @@ async def test_back_to_setup_keeps_the_run_and_f3_returns(make_demo_app, tmp_pat
 async def test_evaluate_now_adds_a_dev_point(make_demo_app, tmp_path: Path) -> None:
     cfg = demo_config(tmp_path, steps=100_000)
     cfg.run.eval_every = 0
+    cfg.run.zero_shot_eval = False
     app = make_demo_app(cfg)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f5")
@@ -194,7 +195,7 @@ async def test_evaluate_now_adds_a_dev_point(make_demo_app, tmp_path: Path) -> N
 
 
 async def test_dashboard_redraws_at_most_four_times_a_second(make_demo_app, tmp_path: Path) -> None:
-    app = make_demo_app(demo_config(tmp_path, steps=100_000), step_delay=0.001)
+    app = make_demo_app(demo_config(tmp_path, steps=100_000))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.runner is not None and app.runner.state.step > 10)
@@ -222,7 +223,7 @@ async def test_export_error_is_shown_in_one_line(make_demo_app, tmp_path: Path) 
         assert export.query_one("#export-dest", Input).value.endswith("exports/peft-lora")
         await pilot.press("ctrl+e")
         await wait_for(pilot, lambda: "export failed" in export.query_one("#export-result").render().plain)  # type: ignore[union-attr]
-        assert "peft-lora needs a LoRA-family adapter" in export.query_one("#export-result").render().plain  # type: ignore[union-attr]
+        assert "peft-lora cannot export a full adapter" in export.query_one("#export-result").render().plain  # type: ignore[union-attr]
 
 
 async def test_resume_a_stopped_run_from_the_runs_screen(make_demo_app, tmp_path: Path) -> None:
@@ -232,7 +233,7 @@ async def test_resume_a_stopped_run_from_the_runs_screen(make_demo_app, tmp_path
         await wait_for(pilot, lambda: app.runner is not None and app.runner.state.step > 5)
         await pilot.press("s")
         await wait_for(pilot, lambda: not app.runner.active)
-        stopped_at = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["step"]
+        stopped_at = saved_step(tmp_path / "run")
         first_runner = app.runner
         await pilot.press("f2")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and bool(app.screen.rows))
@@ -253,12 +254,8 @@ async def test_resume_a_stopped_run_from_the_runs_screen(make_demo_app, tmp_path
 
 
 async def test_marked_runs_overlay_in_one_plot(make_demo_app, tmp_path: Path) -> None:
-    from zotui.demo import DemoRun
-
     for name in ("a", "b"):
-        run = DemoRun(demo_config(tmp_path, steps=30, run_name=name), step_delay=0)
-        run.start()
-        assert run.join(10)
+        train(demo_config(tmp_path, steps=30, run_name=name))
     app = make_demo_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f2")
@@ -390,13 +387,10 @@ async def test_a_keymap_file_rebinds_an_action_id(make_demo_app, tmp_path: Path,
 
 async def test_open_run_argument_replays_a_run_directory(make_demo_app, tmp_path: Path) -> None:
     from zotui.__main__ import make_app
-    from zotui.backend import demo_backend
-    from zotui.demo import DemoRun
+    from zotui.backend import engine_backend
 
-    run = DemoRun(demo_config(tmp_path, steps=40), step_delay=0)
-    run.start()
-    assert run.join(10)
-    app = make_app(open_run=tmp_path / "run", backend=demo_backend(), check_assets=False)
+    train(demo_config(tmp_path, steps=40))
+    app = make_app(open_run=tmp_path / "run", backend=engine_backend(), check_assets=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and bool(app.screen.states))
         state = app.screen.states[0]
@@ -416,7 +410,7 @@ async def test_a_failing_engine_is_reported_and_the_app_stays_usable(make_demo_a
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "failed")
         assert "scripted failure at step 5" in app.runner.state.status_message
-        assert ("error", "scripted failure at step 5") in list(app.runner.state.logs)
+        assert ("error", "RuntimeError: scripted failure at step 5") in list(app.runner.state.logs)
         await pilot.press("escape")  # back to setup; a new run may start
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
         assert not app.runner.active

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Select, Static, TabbedContent
 
+from zoengine.config import RunConfig
 from zoengine.events import EvalDone, Event, RunInfo, StatusChanged, StepLogged
 from zoengine.telemetry import TORCH_WHAT, Reading, gpu_line
 from zotui import catalog
@@ -16,7 +17,7 @@ from zotui.screens.setup import SetupScreen
 from zotui.state import RunState, remaining_passes
 from zotui.widgets.config_form import FormField, field_id
 
-from .conftest import demo_config, fixed_readings, wait_for
+from .conftest import demo_config, exported_steps, fixed_readings, saved_step, train, wait_for
 
 
 def field(app: ZoApp, key: str) -> FormField:
@@ -139,13 +140,14 @@ async def test_split_sizes_left_empty_follow_the_engine_default_and_show_in_the_
     monkeypatch.setattr(catalog, "trainable_count", lambda cfg: None)
     monkeypatch.setattr(catalog, "cached_tune", lambda cfg: None)
     monkeypatch.setattr(catalog, "is_fetched", lambda name: None)
-    cfg = demo_config(
-        tmp_path,
-        task__name="file",
-        task__path=str(data),
-        task__label_words="bad, good",
-        task__text_columns="text",
-    )
+    cfg = RunConfig()  # the sizes of a fresh config (the demo's data set has its own)
+    for key, value in {
+        "task.name": "file",
+        "task.path": str(data),
+        "task.label_words": "bad, good",
+        "task.text_columns": "text",
+    }.items():
+        cfg.set(key, value)
     assert cfg.task.n_train is None and cfg.task.n_dev is None and cfg.task.n_test is None
     sizes = load_task(cfg.task).split_sizes()
     assert sum(sizes.values()) == 539 and sizes["train"] > sizes["dev"] > 0
@@ -226,7 +228,8 @@ def test_adazeta_forward_schedule_is_known_before_the_run() -> None:
 async def test_dashboard_shows_the_evaluation_phase_with_its_own_bar(make_demo_app, tmp_path) -> None:
     cfg = demo_config(tmp_path, steps=100_000)
     cfg.run.eval_every = 5
-    app = make_demo_app(cfg, step_delay=0.005, eval_seconds=3.0)
+    cfg.run.eval_batch_size = 4  # 4 batches of dev, each one's progress event held for 1.2 s
+    app = make_demo_app(cfg, eval_delay=1.2)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
@@ -249,7 +252,7 @@ async def test_dashboard_shows_the_evaluation_phase_with_its_own_bar(make_demo_a
 
 
 async def test_evaluate_now_while_paused_runs_at_once(make_demo_app, tmp_path) -> None:
-    app = make_demo_app(demo_config(tmp_path, steps=100_000), step_delay=0.005)
+    app = make_demo_app(demo_config(tmp_path, steps=100_000))
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
@@ -273,7 +276,7 @@ async def test_memory_panel_says_when_there_is_no_gpu(make_demo_app, tmp_path, f
     assert gpu_line(fixed_readings(), None) == "GPU: none (CPU run)"
     cuda = [Reading("torch peak allocated", 2**30, None, TORCH_WHAT), *fixed_readings()]
     assert gpu_line(cuda, 37) == "GPU: utilisation 37% (NVML)"
-    app = make_demo_app(demo_config(tmp_path, steps=100_000), step_delay=0.005)
+    app = make_demo_app(demo_config(tmp_path, steps=100_000))
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
@@ -419,14 +422,11 @@ def test_cli_eval_prints_a_progress_bar_on_stderr(tiny_llama_dir, tiny_data, tmp
 async def test_runs_comparison_has_a_table_of_numbers_and_lines(make_demo_app, tmp_path: Path) -> None:
     from textual.widgets import DataTable
 
-    from zotui.demo import DemoRun
     from zotui.screens.runs import COMPARE_COLUMNS, ReplayScreen, RunsScreen
     from zotui.widgets.plots import SeriesPlot
 
     for name in ("a", "b"):
-        run = DemoRun(demo_config(tmp_path, steps=40, run_name=name), step_delay=0)
-        run.start()
-        assert run.join(10)
+        train(demo_config(tmp_path, steps=40, run_name=name))
     app = make_demo_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f2")
@@ -483,14 +483,12 @@ async def test_help_says_where_the_keymap_file_lives(make_demo_app, monkeypatch,
 async def test_export_offers_best_or_last_with_their_step_and_dev_score(
     make_demo_app, tmp_path: Path
 ) -> None:
-    import json
-
     from textual.widgets import RadioSet
 
     from zotui.screens.export import ExportScreen
 
     cfg = demo_config(tmp_path, steps=60)
-    app = make_demo_app(cfg, step_delay=0)
+    app = make_demo_app(cfg)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "finished")
@@ -512,8 +510,7 @@ async def test_export_offers_best_or_last_with_their_step_and_dev_score(
         await pilot.press("ctrl+e")
         await wait_for(pilot, lambda: screen.written is not None)
         assert screen.written
-        meta = json.loads(next(p for p in screen.written if p.suffix == ".json").read_text())
-        assert meta["checkpoint"] == "last"
+        assert exported_steps(screen.written, tmp_path / "run") == {60}  # the last one's weights
 
 
 # --- resume keeps its history; a run another process writes is followed live ----------------------
@@ -521,20 +518,9 @@ async def test_export_offers_best_or_last_with_their_step_and_dev_score(
 
 def _stopped_demo_run(tmp_path: Path, steps: int = 100, stop_at: int = 25) -> Path:
     """A demo run stopped (with a checkpoint) after at least ``stop_at`` of ``steps`` steps."""
-    import time
-
-    from zotui.demo import DemoRun
-
     cfg = demo_config(tmp_path, steps=steps, run_name="resumed")
     cfg.run.checkpoint_every = 10
-    run = DemoRun(cfg, step_delay=0.002)
-    run.start()
-    deadline = time.monotonic() + 10
-    while run.step < stop_at and time.monotonic() < deadline:
-        time.sleep(0.01)
-    run.stop(save=True)
-    assert run.join(10) and run.status == "stopped"
-    return run.run_dir
+    return train(cfg, stop_at=stop_at).run_dir  # type: ignore[no-any-return]
 
 
 async def test_resume_keeps_the_header_step_count_and_the_curve_before_the_resume_point(
@@ -543,7 +529,7 @@ async def test_resume_keeps_the_header_step_count_and_the_curve_before_the_resum
     from zotui.screens.runs import RunsScreen
 
     run_dir = _stopped_demo_run(tmp_path)
-    stopped_at = int(__import__("json").loads((run_dir / "checkpoint.json").read_text())["step"])
+    stopped_at = saved_step(run_dir)
     app = make_demo_app(step_delay=0.5)  # slow: the first new step comes long after the check
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("f2")
@@ -574,11 +560,11 @@ async def test_resume_keeps_the_header_step_count_and_the_curve_before_the_resum
 
 
 async def test_a_run_another_process_writes_is_followed_live(make_demo_app, tmp_path, monkeypatch) -> None:
-    from zotui.demo import DemoRun
+    from zoengine.engine import Run
     from zotui.screens import runs as runs_screen
 
     monkeypatch.setattr(runs_screen, "TAIL_SECONDS", 0.2)
-    writer = DemoRun(demo_config(tmp_path, steps=100_000, run_name="cli"), step_delay=0.01)
+    writer = Run(demo_config(tmp_path, steps=100_000, run_name="cli"))
     writer.start()  # holds the run directory's lock, as a CLI `zoengine train` does
     try:
         await _follow(make_demo_app, writer)
@@ -627,12 +613,12 @@ def screen_lines(app: ZoApp) -> list[str]:
 
 
 async def test_labels_fit_at_100x30_and_the_axes_are_steps_and_fractions(
-    make_demo_app, tmp_path, fixed_catalog
+    make_demo_app, tmp_path, fixed_catalog, short_model_name
 ) -> None:
     from zotui.widgets.plots import SeriesPlot
 
-    cfg = demo_config(tmp_path, steps=300, adapter__method="sora")
-    app = make_demo_app(cfg, step_delay=0)
+    cfg = demo_config(tmp_path, steps=300, adapter__method="sora", model__name=short_model_name)
+    app = make_demo_app(cfg)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "finished")
@@ -644,7 +630,8 @@ async def test_labels_fit_at_100x30_and_the_axes_are_steps_and_fractions(
         text = "\n".join(lines)
         assert "…" not in text  # nothing cut off: header, counters, memory
         assert "loss (ema)" in text and "resident memory, this process" in text
-        assert "rotten-tomatoes" in lines[0]  # the whole header: adapter · optimizer · model · task
+        # the whole header: adapter · optimizer · model · task
+        assert f"sora · mezo_sgd · {short_model_name} · file" in lines[0]
         plot = app.screen.query_one("#plot-sora", SeriesPlot)
         assert plot.figure.ylim == (0.0, 1.0)
         axis = next(i for i, line in enumerate(lines) if "└" in line and "┬" in line)
@@ -661,7 +648,7 @@ async def test_focused_dropdown_and_chosen_export_format_show_without_colour(
 
     from zotui.screens.export import ExportScreen
 
-    app = make_demo_app(demo_config(tmp_path, steps=20), step_delay=0)
+    app = make_demo_app(demo_config(tmp_path, steps=20))
     async with app.run_test(size=(120, 40)) as pilot:
         app.screen.query_one("#setup-tabs", TabbedContent).active = "tab-model"
         await pilot.pause()
@@ -686,15 +673,14 @@ async def test_focused_dropdown_and_chosen_export_format_show_without_colour(
 
 
 async def test_export_offers_a_step_the_run_keeps(make_demo_app, tmp_path: Path) -> None:
-    import json
-
     from textual.widgets import Input
 
     from zotui.screens.export import ExportScreen
 
     cfg = demo_config(tmp_path, steps=60)
     cfg.run.checkpoint_every = 20
-    app = make_demo_app(cfg, step_delay=0)
+    cfg.run.eval_every = 30  # the best is at 0, 30 or 60, never at 20
+    app = make_demo_app(cfg)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.runner is not None and app.runner.state.status == "finished")
@@ -723,5 +709,4 @@ async def test_export_offers_a_step_the_run_keeps(make_demo_app, tmp_path: Path)
         assert "step 40" in info and "steps kept: " in info
         await pilot.press("ctrl+e")
         await wait_for(pilot, lambda: screen.written is not None)
-        meta = json.loads(next(p for p in screen.written if p.suffix == ".json").read_text())
-        assert meta["checkpoint"] == "40"
+        assert exported_steps(screen.written, tmp_path / "run") == {40}

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from zoengine.checkpoint import verify
 from zoengine.config import RunConfig
+
+from .conftest import exported_steps
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -104,28 +107,61 @@ def drive(session: Tmux, run_dir: Path, start_timeout: float) -> None:
     assert "Pause/Resume" not in session.screen()  # the alternate screen is gone: terminal restored
 
 
-def test_zotui_demo_in_a_terminal(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ZOENGINE_CACHE of the ``--demo`` sessions: the demo model is built there once."""
+    return tmp_path_factory.mktemp("demo-cache")
+
+
+def demo_env(tmp_path: Path, demo_cache: Path) -> dict[str, str]:
+    """A user's runs home (``home``, which a demo must leave alone) and TMPDIR, where ``--demo``
+    makes its temporary runs home."""
+    (tmp_path / "tmp").mkdir()
+    env = {
+        "ZOENGINE_RUNS": str(tmp_path / "home"),
+        "ZOENGINE_CACHE": str(demo_cache),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "TERM": "xterm-256color",
+        "OMP_NUM_THREADS": "1",
+    }
+    if "PYTHONPATH" in os.environ:  # the code under test, whatever environment the tmux server has
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+def demo_run_dir(tmp_path: Path) -> Path:
+    """The one run the demo wrote, in its temporary runs home; the user's runs home holds nothing."""
+    runs = [d for d in (tmp_path / "tmp").glob("zotui-demo-*/*") if d.is_dir()]
+    assert len(runs) == 1, runs
+    home = tmp_path / "home"
+    assert not home.exists() or not any(home.iterdir()), list(home.iterdir())
+    assert not (tmp_path / "run").exists()  # the config's run.output_dir is not the demo's
+    return runs[0]
+
+
+def test_zotui_demo_in_a_terminal(tmp_path: Path, demo_cache: Path) -> None:
     cfg = RunConfig()
     cfg.run.steps, cfg.run.eval_every, cfg.run.output_dir = 100_000, 0, str(tmp_path / "run")
     cfg.save(tmp_path / "run.toml")
-    env = {"ZOENGINE_RUNS": str(tmp_path), "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
+    env = demo_env(tmp_path, demo_cache)
     session = Tmux(f"{zotui_command()} --demo --config run.toml", env, tmp_path)
     try:
-        drive(session, tmp_path / "run", start_timeout=30)
+        drive(session, tmp_path / "run", start_timeout=60)
     finally:
         session.kill()
-    assert (tmp_path / "run" / "checkpoint.json").exists()  # "stop and save" saved
+    assert (demo_run_dir(tmp_path) / "checkpoints" / "last").is_dir()  # "stop and save" saved
 
 
 @pytest.mark.parametrize("size", [(160, 48), (60, 20)])
-def test_new_user_flow_in_a_terminal(tmp_path: Path, size: tuple[int, int]) -> None:
+def test_new_user_flow_in_a_terminal(tmp_path: Path, size: tuple[int, int], demo_cache: Path) -> None:
     """Issue 14's flow by keys only: configure → switch the adapter to tt → start → pause →
-    evaluate while paused → resume → export best → quit (stop and save), on the demo engine."""
+    evaluate while paused → resume → export best → quit (stop and save), on the demo model."""
     cfg = RunConfig()
     cfg.adapter.method, cfg.adapter.targets = "subset", "model.norm"
     cfg.run.steps, cfg.run.eval_every, cfg.run.output_dir = 100_000, 0, str(tmp_path / "run")
+    cfg.run.name = "run"  # the demo's run directory: <time stamp>-run, in its temporary runs home
     cfg.save(tmp_path / "run.toml")
-    env = {"ZOENGINE_RUNS": str(tmp_path), "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
+    env = demo_env(tmp_path, demo_cache)
     session = Tmux(f"{zotui_command()} --demo --config run.toml", env, tmp_path, size)
     try:
         session.wait(lambda s: "Ready." in s, timeout=60)
@@ -144,7 +180,7 @@ def test_new_user_flow_in_a_terminal(tmp_path: Path, size: tuple[int, int]) -> N
         session.send("Enter")
         session.wait(lambda s: re.search(r"method +tt\b", s) and "model.norm" not in s, timeout=10)
         session.send("F5")
-        first = session.wait(lambda s: (n := step_of(s)) is not None and n > 0 and n, timeout=30)
+        first = session.wait(lambda s: (n := step_of(s)) is not None and n > 0 and n, timeout=60)
         assert "· tt ·" in session.screen()  # the dashboard's header names the adapter
         session.send("p")
         session.wait(lambda s: "· paused" in s, timeout=20)
@@ -155,7 +191,7 @@ def test_new_user_flow_in_a_terminal(tmp_path: Path, size: tuple[int, int]) -> N
         session.send("p")
         session.wait(lambda s: (n := step_of(s)) is not None and n > int(paused_at or 0), timeout=20)
         session.send("x")
-        session.wait(lambda s: "Export run" in s, timeout=20)
+        session.wait(lambda s: re.search(r"Export \d{8}-\d{6}-run\b", s), timeout=20)
         session.send("C-e")  # best: the default choice
         session.wait(lambda s: "exported native" in s, timeout=20)
         session.send("Escape")
@@ -167,9 +203,11 @@ def test_new_user_flow_in_a_terminal(tmp_path: Path, size: tuple[int, int]) -> N
         assert session.dead_status() == 0
     finally:
         session.kill()
-    meta = (tmp_path / "run" / "exports" / "native" / "zoengine_adapter.json").read_text()
-    assert '"checkpoint": "best"' in meta and (tmp_path / "run" / "checkpoint.json").exists()
-    assert 'method = "tt"' in (tmp_path / "run" / "config.toml").read_text()
+    run_dir = demo_run_dir(tmp_path)
+    exported = sorted((run_dir / "exports" / "native").iterdir())
+    best = verify(run_dir / "checkpoints" / "best").step
+    assert best in exported_steps(exported, run_dir) and (run_dir / "checkpoints" / "last").is_dir()
+    assert 'method = "tt"' in (run_dir / "config.toml").read_text()
 
 
 @pytest.mark.integration

@@ -1,7 +1,8 @@
 """Screenshots of the main screens at fixed sizes with deterministic content.
 
-Pickers, memory readings and timestamps are pinned (``fixed_catalog``, ``fixed_time``, TZ=UTC), the
-demo engine's losses are seeded, and focus is cleared so no cursor blinks. Update after an intended
+Pickers, memory readings and the runs' start times are pinned (``fixed_catalog``, ``_pin_times``,
+TZ=UTC); the runs are the engine's on the demo model (seeded, CPU, float32: the same numbers every
+time), named by a relative path; focus is cleared so no cursor blinks. Update after an intended
 change with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and review the SVGs.
 """
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from zotui.demo import DemoRun
+from zoengine.io import append_jsonl, read_jsonl
 
-from .conftest import demo_config, wait_for
+from .conftest import demo_config, train, wait_for
 
 FIXED_TIME = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
@@ -25,11 +26,18 @@ def _pinned(fixed_catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:
     time.tzset()
 
 
-def _finished_run(tmp_path: Path, name: str, steps: int, adapter: str = "full", lr: str = "1e-6") -> None:
+def _finished_run(tmp_path: Path, name: str, steps: int, adapter: str = "full", lr: str = "1e-3") -> None:
     cfg = demo_config(tmp_path, steps=steps, run_name=name, adapter__method=adapter, optimizer__lr=lr)
-    run = DemoRun(cfg, step_delay=0, fixed_time=FIXED_TIME)
-    run.start()
-    assert run.join(30)
+    _pin_times(train(cfg).run_dir)
+
+
+def _pin_times(run_dir: Path) -> None:
+    """Every event of the run's log at FIXED_TIME (the runs screen shows when a run started)."""
+    log = run_dir / "metrics.jsonl"
+    records = read_jsonl(log)
+    log.unlink()
+    for record in records:
+        append_jsonl(log, {**record, "time": FIXED_TIME})
 
 
 def test_setup_screen(snap_compare, make_demo_app) -> None:
@@ -56,9 +64,9 @@ def test_setup_screen_with_a_bad_field(snap_compare, make_demo_app, tmp_path: Pa
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 def test_dashboard_after_a_finished_run(
-    snap_compare, make_demo_app, tmp_path: Path, size: tuple[int, int]
+    snap_compare, make_demo_app, tmp_path: Path, size: tuple[int, int], short_model_name: str
 ) -> None:
-    cfg = demo_config(tmp_path, steps=300)
+    cfg = demo_config(tmp_path, steps=300, model__name=short_model_name)
     cfg.run.eval_every = 50
 
     async def run_to_end(pilot) -> None:  # noqa: ANN001
@@ -70,13 +78,13 @@ def test_dashboard_after_a_finished_run(
         app.set_focus(None)
         await pilot.pause(0.2)
 
-    app = make_demo_app(cfg, step_delay=0, fixed_time=FIXED_TIME)
+    app = make_demo_app(cfg)
     assert snap_compare(app, terminal_size=size, run_before=run_to_end)
 
 
 def test_runs_screen(snap_compare, make_demo_app, tmp_path: Path) -> None:
     _finished_run(tmp_path, "mezo-full", 120)
-    _finished_run(tmp_path, "mezo-fast", 80, lr="1e-5")
+    _finished_run(tmp_path, "mezo-fast", 80, lr="3e-3")
 
     async def open_runs(pilot) -> None:  # noqa: ANN001
         await pilot.press("f2")
