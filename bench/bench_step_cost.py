@@ -161,7 +161,7 @@ def engine_seconds(model_name: str, steps: int) -> float:
     cfg = RunConfig()
     cfg.model.name = model_name
     cfg.task.name, cfg.task.n_train, cfg.task.n_dev, cfg.task.n_test, cfg.task.seed = "rotten-tomatoes", 256, 0, 0, 42
-    cfg.adapter.method, cfg.adapter.targets = "subset", ["norm"]
+    cfg.adapter.method, cfg.adapter.targets = "subset", ["*norm"]  # all 61 RMSNorm scales
     cfg.optimizer.name, cfg.optimizer.lr = "mezo_sgd", 1e-9
     cfg.run.steps, cfg.run.batch_size, cfg.run.eval_every = steps + 1, 16, 0
     cfg.run.checkpoint_every, cfg.run.checkpoint_minutes, cfg.run.zero_shot_eval = 0, 0, False

@@ -79,6 +79,29 @@ def tensor_seed(query_seed: int, index: int) -> int:
     return (x ^ (x >> 31)) & ((1 << 63) - 1)
 
 
+_SIGN_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def rademacher_(z: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Fill float32 ``z`` with independent ±1 from ``gen``, 8 coordinates per random byte.
+
+    Each byte indexes a 256×8 table of signs, so the draw costs one random number per 8
+    coordinates and one gather pass, instead of a Box–Muller pair per coordinate."""
+    table = _SIGN_TABLES.get(z.device)
+    if table is None:
+        bits = (torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1
+        table = _SIGN_TABLES[z.device] = (bits * 2 - 1).to(device=z.device, dtype=torch.float32)
+    flat = z.view(-1)
+    n = flat.numel()
+    full, rem = divmod(n, 8)
+    idx = torch.randint(0, 256, (full + (1 if rem else 0),), generator=gen, device=z.device)
+    if full:
+        torch.index_select(table, 0, idx[:full], out=flat[: 8 * full].view(full, 8))
+    if rem:
+        flat[8 * full :] = table[idx[full], :rem]
+    return z
+
+
 def _as_float(loss: Any) -> float:
     return float(loss.detach().item()) if isinstance(loss, torch.Tensor) else float(loss)
 
@@ -179,7 +202,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         for k in range(count):
             z = self._scratch_view(p, slot + k)
             if self.noise == "rademacher":
-                z.random_(0, 2, generator=gen).mul_(2.0).sub_(1.0)
+                rademacher_(z, gen)
             else:
                 z.normal_(generator=gen)
             out.append(z if p.dtype == torch.float32 else z.to(p.dtype))
