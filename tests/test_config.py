@@ -80,3 +80,26 @@ def test_bad_toml_is_one_line():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         RunConfig.load(tmp_path / "nope.toml")
+
+
+def test_hugging_face_names_are_accepted_for_ours():
+    cfg = RunConfig.from_toml(
+        """
+[run]
+max_steps = 40
+eval_steps = 10
+save_steps = 20
+per_device_train_batch_size = 4
+[optimizer]
+learning_rate = 3e-4
+[adapter]
+method = "lora"
+target_modules = ["q_proj", "v_proj"]
+lora_alpha = 32
+"""
+    ).validate()
+    assert (cfg.run.steps, cfg.run.eval_every, cfg.run.checkpoint_every, cfg.run.batch_size) == (40, 10, 20, 4)
+    assert cfg.optimizer.lr == 3e-4
+    assert cfg.adapter.targets == ["q_proj", "v_proj"] and cfg.adapter.options["alpha"] == 32
+    cfg.set("run.max_steps", "7")
+    assert cfg.run.steps == 7 and "max_steps" not in cfg.to_toml()  # saved under our names

@@ -278,7 +278,9 @@ class RunConfig:
     # --- dotted access (CLI --set, app form) ---------------------------------------------------
 
     def set(self, dotted: str, value: Any) -> None:
-        """Set ``section.key`` from a TOML value or a string (as typed on a command line)."""
+        """Set ``section.key`` from a TOML value or a string (as typed on a command line). Names
+        users know from Hugging Face Trainer/PEFT are accepted for ours (``HF_ALIASES``)."""
+        dotted = HF_ALIASES.get(dotted, dotted)
         section_name, _, key = dotted.partition(".")
         if section_name not in SECTIONS or not key:
             raise ConfigError(f"expected section.key with section in {', '.join(SECTIONS)}", field=dotted)
@@ -386,6 +388,18 @@ class RunConfig:
 
 
 SECTIONS = ("model", "task", "adapter", "optimizer", "run")
+
+# Hugging Face Trainer / PEFT names -> ours (TOML keys and --set)
+HF_ALIASES = {
+    "run.max_steps": "run.steps",
+    "run.eval_steps": "run.eval_every",
+    "run.save_steps": "run.checkpoint_every",
+    "run.per_device_train_batch_size": "run.batch_size",
+    "run.per_device_eval_batch_size": "run.eval_batch_size",
+    "optimizer.learning_rate": "optimizer.lr",
+    "adapter.target_modules": "adapter.targets",
+    "adapter.lora_alpha": "adapter.alpha",
+}
 
 DEVICE_MAP_SPECIAL = ("auto", "balanced", "balanced_low_0", "sequential")
 _DEVICE = re.compile(r"^(cpu|disk|cuda|cuda:\d+|\d+)$")
