@@ -351,7 +351,7 @@ def test_validation_errors_are_one_line_and_name_the_field(name: str, changes: d
 
 
 def test_unknown_option_lists_the_allowed_ones() -> None:
-    with pytest.raises(ConfigError, match="allowed: restore, q_max|allowed: restore, alpha"):
+    with pytest.raises(ConfigError, match="allowed: restore, noise, (q_max|alpha)"):
         validate_config(OptimizerConfig(name="adazeta", options={"shrink": 0.85}))
     with pytest.raises(ConfigError, match="allowed: mezo_sgd, zo_sgd_mmt"):
         validate_config(OptimizerConfig(name="adam"))
