@@ -255,7 +255,7 @@ class SubprocessRun:
             if self._status not in TERMINAL_STATUSES:  # it ended before writing an end status
                 code = self._proc.returncode
                 if self._stop_sent is not None:
-                    self._set_status("stopped", "stopped before training started")
+                    self._set_status("stopped", "" if self._stop_sent else "ended without saving (SIGTERM)")
                 elif code == 0:
                     self._set_status("finished")
                 else:
