@@ -17,6 +17,9 @@ from zoengine.cli import main
         (["train", "--optimizer", "adamw9"], "optimizer.name"),
         (["train", "--set", "task.template=no placeholder"], "task.template"),
         (["train", "--set", "run.steps=abc"], "run.steps"),
+        (["train", "--set", "run.nproc=0"], "run.nproc"),
+        (["train", "--set", "run.nproc=two"], "run.nproc"),
+        (["train", "--nproc", "0"], "--nproc"),
         (["train", "--set", "nonsense"], "--set nonsense"),
         (["train", "--config", "/no/such.toml"], "--config"),
         (["export", "/no/such/run", "--format", "native"], "run"),
@@ -56,6 +59,25 @@ def _train_file(model_dir, data, out, *sets: str) -> int:
     for item in sets:
         argv += ["--set", item]
     return main([*argv, "--output", str(out), "--quiet"])
+
+
+@pytest.mark.parametrize(("sets", "flag", "launched"), [(["run.nproc=3"], [], 3), (["run.nproc=3"], ["--nproc", "1"], None)])
+def test_train_honours_run_nproc_unless_the_flag_says_otherwise(
+    tiny_llama_dir, sentiment_csv, tmp_path, monkeypatch, sets, flag, launched
+):
+    """``run.nproc`` of a config launches torchrun like ``--nproc``; the flag wins over it."""
+    import zoengine.cli as cli
+
+    calls: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(cli, "_launch", lambda n, argv: calls.append((n, argv)) or 0)
+    monkeypatch.setattr(cli, "_watch", lambda run, quiet: 0)  # no training: only who would run it
+    argv = ["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(sentiment_csv)]
+    argv += [w for s in sets for w in ("--set", s)] + flag + ["--output", str(tmp_path / "r"), "--quiet"]
+    assert main(argv) == 0
+    if launched is None:
+        assert calls == []
+    else:
+        assert [n for n, _ in calls] == [launched] and "--output" in calls[0][1]
 
 
 def test_missing_data_file_is_one_line_exit_2(tiny_llama_dir, tmp_path, capsys):

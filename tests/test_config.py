@@ -40,6 +40,8 @@ def test_toml_round_trip_keeps_method_options_flat(tmp_path):
         ("model.device", "tpu", "model.device"),
         ("optimizer.lr_schedule", "step", "optimizer.lr_schedule"),
         ("task.n_dev", "-1", "task.n_dev"),
+        ("run.nproc", "0", "run.nproc"),
+        ("run.nproc", "-2", "run.nproc"),
     ],
 )
 def test_bad_values_name_the_field(key, value, field):
@@ -53,7 +55,15 @@ def test_bad_values_name_the_field(key, value, field):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("run.steps", "many"), ("run.steps", "1.5"), ("optimizer.lr", "fast"), ("run.zero_shot_eval", "3")],
+    [
+        ("run.steps", "many"),
+        ("run.steps", "1.5"),
+        ("optimizer.lr", "fast"),
+        ("run.zero_shot_eval", "3"),
+        ("run.nproc", "two"),
+        ("run.nproc", "1.5"),
+        ("run.nproc", "true"),
+    ],
 )
 def test_type_errors_are_one_line(key, value):
     with pytest.raises(ConfigError) as info:
@@ -103,3 +113,12 @@ lora_alpha = 32
     assert cfg.adapter.targets == ["q_proj", "v_proj"] and cfg.adapter.options["alpha"] == 32
     cfg.set("run.max_steps", "7")
     assert cfg.run.steps == 7 and "max_steps" not in cfg.to_toml()  # saved under our names
+
+
+def test_nproc_defaults_to_one_and_round_trips(tmp_path):
+    assert RunConfig().run.nproc == 1
+    cfg = RunConfig()
+    cfg.set("run.nproc", "4")
+    path = tmp_path / "run.toml"
+    cfg.validate().save(path)
+    assert "nproc = 4" in path.read_text() and RunConfig.load(path).run.nproc == 4

@@ -297,10 +297,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(cfg.to_toml(), end="")
         return 0
+    nproc = args.nproc if args.nproc is not None else cfg.run.nproc  # the flag wins over run.nproc
+    if nproc < 1:
+        raise ZOError(f"must be >= 1 (got {nproc})", field="--nproc")
     run_dir, task = _preflight(cfg)
-    if args.nproc > 1 and not _launched():  # every rank must write to the folder checked here
+    if nproc > 1 and not _launched():  # every rank must write to the folder checked here
         argv = _strip_nproc(list(args.argv))
-        return _launch(args.nproc, [*argv, "--output", str(run_dir)] if cfg.run.output_dir is None else argv)
+        return _launch(nproc, [*argv, "--output", str(run_dir)] if cfg.run.output_dir is None else argv)
     run = Run(cfg, run_dir)
     run.task = task
     return _finish_rank(_watch(run, args.quiet or _rank() != 0))
@@ -311,7 +314,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run = Run.resume_from(args.run_dir)
     check_output_dir(run.run_dir, "run", new_run=False)
-    if args.nproc > 1 and not _launched():
+    if (args.nproc or 1) > 1 and not _launched():
         return _launch(args.nproc, _strip_nproc(list(args.argv)))
     return _finish_rank(_watch(run, args.quiet or _rank() != 0))
 
@@ -517,8 +520,9 @@ def _add_nproc_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--nproc",
         type=int,
-        default=1,
-        help="processes (ranks) to start with torchrun on this machine, e.g. one per GPU (default 1)",
+        default=None,
+        help="processes (ranks) to start with torchrun on this machine, e.g. one per GPU "
+        "(default: run.nproc of the config for train, else 1)",
     )
 
 

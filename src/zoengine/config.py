@@ -203,6 +203,13 @@ class RunSettings:
             "the batch) | query (each rank takes a share of the step's queries, whole batch)"
         },
     )
+    nproc: int = field(
+        default=1,
+        metadata={
+            "help": "processes (torchrun ranks) on this machine; >1 starts `zoengine train --nproc N` "
+            "and follows its run directory (a launcher setting: the engine itself ignores it)"
+        },
+    )
 
 
 @dataclass
@@ -327,6 +334,8 @@ class RunConfig:
             if getattr(t, name) is not None and getattr(t, name) < 0:
                 raise ConfigError(f"must be >= 0 (got {getattr(t, name)})", field=f"task.{name}")
         _choice("run.parallel", r.parallel, ("data", "query"))
+        if r.nproc < 1:
+            raise ConfigError(f"must be an integer >= 1 (got {r.nproc})", field="run.nproc")
         from zoengine.layers import check_layers_spec
 
         check_layers_spec(self.adapter.layers)

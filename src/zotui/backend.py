@@ -8,14 +8,22 @@ There is one engine: ``zotui --demo``, the tests and the benchmark run it on the
 
 from __future__ import annotations
 
+import os
 import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from zoengine.config import RunConfig
-from zoengine.events import Event
+from zoengine.errors import ZOError
+from zoengine.events import Event, LogMessage, StatusChanged
 
 if TYPE_CHECKING:
     from zoengine.runs import RunSummary
@@ -86,6 +94,8 @@ def engine_backend() -> Backend:
     def new_run(config: RunConfig) -> RunHandle:
         from zoengine.engine import Run
 
+        if config.run.nproc > 1:  # torchrun ranks in a subprocess, followed through the run directory
+            return SubprocessRun(config)
         return Run(config)  # the engine names the run directory (run.output_dir or the runs home)
 
     def resume_run(run_dir: Path) -> RunHandle:
@@ -166,3 +176,144 @@ def is_live(run_dir: Path) -> bool:
     from zoengine.rundir import is_locked
 
     return is_locked(Path(run_dir))
+
+
+TERMINAL_STATUSES = ("finished", "stopped", "failed", "diverged")
+FOLLOW_SECONDS = 0.25  # how often a subprocess run's metrics.jsonl is read
+
+
+class SubprocessRun:
+    """A multi-process run (``run.nproc`` > 1): ``zoengine train --nproc N`` in a subprocess (which
+    launches torchrun), shown by following the run directory rank 0 writes. Stop sends SIGINT (the
+    ranks stop within one query and save a checkpoint); pause and "evaluate now" are not available."""
+
+    def __init__(self, config: RunConfig) -> None:
+        from zoengine.engine import new_run_dir
+
+        self.config = config.validate()
+        self.run_dir = new_run_dir(config)
+        self.events: queue.Queue[Event] = queue.Queue()
+        self._status = "created"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_sent: bool | None = None  # the save flag of the stop sent, if any
+        self._tmp = Path()  # the launch folder (config TOML, launcher output), made by start()
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def command(self, config_path: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "zoengine.cli", "train", "--config", str(config_path),
+            "--output", str(self.run_dir), "--nproc", str(self.config.run.nproc), "--quiet",
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("run already started")
+        self._tmp = Path(tempfile.mkdtemp(prefix="zotui-nproc-"))
+        toml = self._tmp / "config.toml"
+        self.config.save(toml)
+        self._set_status("loading", f"starting {self.config.run.nproc} processes")
+        with open(self._tmp / "launch.log", "wb") as log:  # the child keeps its own descriptor
+            self._proc = subprocess.Popen(
+                self.command(toml),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() signals launcher + torchrun
+            )
+        self._thread = threading.Thread(
+            target=self._follow, name=f"zotui-follow-{self.run_dir.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _set_status(self, status: str, message: str = "") -> None:
+        self._status = status
+        self.events.put(StatusChanged(status, message))
+
+    def _read(self, offset: int) -> int:
+        events, offset = tail_events(self.run_dir, offset)
+        for ev in events:
+            if isinstance(ev, StatusChanged):
+                self._status = ev.status
+            self.events.put(ev)
+        return offset
+
+    def _follow(self) -> None:
+        assert self._proc is not None
+        offset = 0
+        try:
+            while self._proc.poll() is None:
+                offset = self._read(offset)
+                try:
+                    self._proc.wait(FOLLOW_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
+            offset = self._read(offset)  # what the ranks wrote before they exited
+            if self._status not in TERMINAL_STATUSES:  # it ended before writing an end status
+                code = self._proc.returncode
+                if self._stop_sent is not None:
+                    self._set_status("stopped", "" if self._stop_sent else "ended without saving (SIGTERM)")
+                elif code == 0:
+                    self._set_status("finished")
+                else:
+                    reason = self._launch_error() or f"zoengine train --nproc exited with status {code}"
+                    self.events.put(LogMessage("error", reason))
+                    self._set_status("failed", reason)
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _launch_error(self) -> str:
+        """The last ``error:`` line the launcher or a rank printed, else its last line."""
+        try:
+            lines = [ln.strip() for ln in (self._tmp / "launch.log").read_text(errors="replace").splitlines()]
+        except OSError:
+            return ""
+        lines = [ln for ln in lines if ln]
+        errors = [ln for ln in lines if ln.startswith("error: ")]
+        return (errors or lines or [""])[-1].removeprefix("error: ")
+
+    def pause(self) -> None:
+        raise ZOError("pause is not available for a multi-process run", hint="stop and resume instead")
+
+    def resume(self) -> None:
+        self.pause()
+
+    def request_eval(self) -> None:
+        raise ZOError(
+            "evaluate now is not available for a multi-process run",
+            hint="it evaluates every run.eval_every steps",
+        )
+
+    def stop(self, save: bool = True) -> None:
+        """SIGINT: the ranks stop within one query and save (as Ctrl-C in a terminal); without
+        ``save``, SIGTERM ends them at once (the last periodic checkpoint stays)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        self._stop_sent = save
+        if self._status not in TERMINAL_STATUSES:
+            self._status = "stopping"
+        try:
+            os.killpg(proc.pid, signal.SIGINT if save else signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def export(
+        self, fmt: str, dest: Path | None = None, *, checkpoint: str = "best", force: bool = False
+    ) -> list[Path]:
+        from zoengine.exporting import export_run
+
+        return list(export_run(self.run_dir, fmt, dest, checkpoint=checkpoint, force=force))

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static, TabbedContent, TabPane
 
+from zoengine.errors import ZOError
 from zotui.runner import EngineRunner
 from zotui.state import RunState, format_duration
 from zotui.widgets.counters import CountersPanel
@@ -240,7 +241,10 @@ class DashboardScreen(Screen[None]):
 
     def action_pause_resume(self) -> None:
         if self.runner.active:
-            self.notify(self.runner.toggle_pause())
+            try:
+                self.notify(self.runner.toggle_pause())
+            except ZOError as exc:  # e.g. a multi-process run: "stop and resume instead"
+                self.notify(exc.one_line(), severity="warning")
 
     def action_stop_save(self) -> None:
         if self.runner.active:
@@ -249,7 +253,11 @@ class DashboardScreen(Screen[None]):
 
     def action_evaluate_now(self) -> None:
         if self.runner.active:
-            self.runner.run.request_eval()
+            try:
+                self.runner.run.request_eval()
+            except ZOError as exc:
+                self.notify(exc.one_line(), severity="warning")
+                return
             paused = self.runner.run.status == "paused"
             self.notify("evaluating dev now (the run stays paused)" if paused else "evaluating dev after this step")
 

@@ -107,8 +107,12 @@ def cli_command(config: RunConfig, base: RunConfig, config_path: Path | None) ->
     new, old = config.to_dict(), base.to_dict()
     for section, values in new.items():
         for key, value in values.items():
+            if (section, key) == ("run", "nproc"):
+                continue  # --nproc, below
             if old.get(section, {}).get(key) != value:
                 words += ["--set", f"{section}.{key}={_cli_value(value)}"]
+    if config.run.nproc > 1 or config.run.nproc != base.run.nproc:
+        words += ["--nproc", str(config.run.nproc)]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -200,6 +204,7 @@ class SetupScreen(Screen[None]):
                     "seed",
                     "name",
                     "output_dir",
+                    "nproc",
                 ):
                     label = {"checkpoint_minutes": "checkpoint min"}.get(key, key)  # fits the label column
                     yield FormField(f"run.{key}", label, as_text(getattr(cfg.run, key)), help=_help("run", key))
