@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zoengine.errors import AssetError, ZOError
-from zoengine.io import atomic_dir, atomic_write_json
+from zoengine.io import atomic_dir, atomic_write_json, file_sha256
 from zoengine.paths import cache_dir
 
 Progress = Callable[[str, float | None], None]
@@ -91,14 +91,6 @@ class Asset:
 
 def _noop(stage: str, fraction: float | None) -> None:
     return None
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tree_sha256(path: Path) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from zoengine.errors import CheckpointError
-from zoengine.io import fsync_dir, kill_point
+from zoengine.io import file_sha256, fsync_dir, kill_point
 
 FORMAT = "zoengine-checkpoint/1"
 MANIFEST = "manifest.json"
@@ -119,12 +119,7 @@ def _hashable(k: Any) -> Any:
 # --- manifest ----------------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_file = file_sha256  # the manifest's per-file digest (zoengine.io)
 
 
 def _digest(data: dict[str, Any]) -> str:

@@ -160,3 +160,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             if line.strip() and (record := parse_jsonl_line(line)) is not None:
                 records.append(record)
     return records
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (``hashlib.file_digest``: chunked, no copy of the file)."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
