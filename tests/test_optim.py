@@ -481,38 +481,6 @@ def test_scratch_buffers_do_not_change_directions() -> None:
     assert all(torch.equal(a, b) for a, b in zip(fresh, reused, strict=True))
 
 
-def _gate_sparsity(lam: float, name: str = "mezo_sgd") -> float:
-    """Mean share of exactly-zero gates over the last 100 of 300 ZO steps (prox L1 = SoRA)."""
-    gates = torch.zeros(20)
-    target = torch.linspace(-1, 1, 20)  # the prox solution zeroes the gates with |target| < λ
-    cfg = OptimizerConfig(name=name, lr=0.05, options={"q": 4})
-    opt = build_optimizer(
-        cfg, [{"params": [gates], "prox_l1": lam}], seed=0, total_steps=300, steps_per_epoch=10
-    )
-    fractions = []
-    for _ in range(300):
-        opt.step(lambda: 0.5 * ((gates - target) ** 2).sum())
-        fractions.append(opt.last_stats.get("prox_zero_fraction", 0.0))
-        assert fractions[-1] == pytest.approx(float((gates == 0).float().mean()))
-    return sum(fractions[-100:]) / 100
-
-
-def test_prox_l1_gates_reach_exact_zeros_and_sparsity_grows_with_lambda() -> None:
-    s0, s_small, s_big = _gate_sparsity(0.0), _gate_sparsity(0.2), _gate_sparsity(0.6)
-    assert s0 == 0.0 < s_small < s_big and s_big > 0.1, (s0, s_small, s_big)
-
-
-def test_negative_prox_lambda_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="adapter.lambda"):
-        build_optimizer(
-            OptimizerConfig(),
-            [{"params": [torch.ones(2)], "prox_l1": -1.0}],
-            seed=0,
-            total_steps=1,
-            steps_per_epoch=1,
-        )
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_directions_come_from_a_cuda_generator() -> None:
     p = torch.zeros(1000, device="cuda")

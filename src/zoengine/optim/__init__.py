@@ -111,8 +111,7 @@ def build_optimizer(
 ) -> ZOOptimizer:
     """Validate ``cfg`` and build its optimizer over ``param_groups``.
 
-    Groups: ``{"params": [...], "names": [...], "weight_decay": float (optional), "prox_l1":
-    float (optional, SoRA gates: soft-threshold by lr·prox_l1 after each update)}``; a group
+    Groups: ``{"params": [...], "names": [...], "weight_decay": float (optional)}``; a group
     without ``weight_decay`` gets ``cfg.weight_decay``. ``total_steps``/``steps_per_epoch`` feed
     the AdaZeta schedule (E_total = total/per-epoch) and ZO-AdaMU's default T1/T2/T3. ``lr``
     overrides ``cfg.lr``; when both are unset the calibrated default for ``adapter`` and the
@@ -126,10 +125,6 @@ def build_optimizer(
         if k not in ("T1", "T2", "T3", "t1_fraction", "t2_fraction")
     }
     groups = [dict(g) for g in param_groups]
-    for g in groups:
-        lam = g.get("prox_l1", 0.0)
-        if not _is_number(lam) or lam < 0:
-            raise ConfigError(f"must be >= 0 (got {lam!r})", field="adapter.lambda")
     if not groups or not any(g.get("params") for g in groups):
         raise ConfigError("no trainable parameters to optimize", field="optimizer.name")
     lr = cfg.lr if lr is None else lr

@@ -297,7 +297,6 @@ class ZOOptimizer(torch.optim.Optimizer):
         if finite:
             with self._scratch_pass():
                 self._update(params, seeds, pgs, pending)
-            self._apply_prox()
         elif pending:
             self._perturb(params, seeds[-1], +1.0)
         self.last_stats = {
@@ -310,7 +309,6 @@ class ZOOptimizer(torch.optim.Optimizer):
             "loss_minus": lms,
             "lr": float(self.param_groups[0]["lr"]) if self.param_groups else 0.0,
             "skipped": not finite,
-            **self._prox_stats(),
             **self._method_stats(),
         }
         return sum((a + b) / 2.0 for a, b in zip(lps, lms, strict=True)) / max(1, n_q)
@@ -395,34 +393,6 @@ class ZOOptimizer(torch.optim.Optimizer):
         wd = float(group.get("weight_decay", 0.0))
         if wd > 0:
             p.mul_(1.0 - group["lr"] * wd)
-
-    def _apply_prox(self) -> None:
-        """Proximal L1 step (soft-threshold by ``lr·prox_l1``) on groups that set ``prox_l1 > 0``.
-
-        This is how SoRA trains its gates: the update (ZO or FO) first, then
-        ``g ← sign(g)·max(|g| − η·λ, 0)``, which produces exact zeros (pruned ranks).
-        """
-        for group in self.param_groups:
-            lam = float(group.get("prox_l1", 0.0) or 0.0)
-            if lam <= 0:
-                continue
-            threshold = group["lr"] * lam
-            with torch.no_grad():
-                for p in group["params"]:
-                    shrunk = p.abs().sub_(threshold).clamp_min_(0.0)
-                    p.copy_(shrunk.mul_(p.sign()))
-
-    def _prox_stats(self) -> dict[str, Any]:
-        """``prox_zero_fraction`` (share of exact zeros) and ``prox_threshold`` of the prox groups."""
-        groups = [g for g in self.param_groups if float(g.get("prox_l1", 0.0) or 0.0) > 0]
-        if not groups:
-            return {}
-        total = sum(p.numel() for g in groups for p in g["params"])
-        zeros = sum(int((p == 0).sum()) for g in groups for p in g["params"])
-        return {
-            "prox_zero_fraction": zeros / max(1, total),
-            "prox_threshold": float(groups[0]["lr"]) * float(groups[0]["prox_l1"]),
-        }
 
     # --- state ---------------------------------------------------------------------------------
 

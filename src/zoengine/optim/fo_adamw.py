@@ -73,7 +73,6 @@ class FOAdamW(ZOOptimizer):
         else:
             norm = math.sqrt(sum(float(p.grad.detach().float().pow(2).sum()) for p in params))
         self._inner.step()
-        self._apply_prox()
         self.last_stats = {
             "step": self._t,
             "queries": 0,
@@ -85,7 +84,6 @@ class FOAdamW(ZOOptimizer):
             "lr": float(self.param_groups[0]["lr"]) if self.param_groups else 0.0,
             "grad_norm": norm,
             "skipped": False,
-            **self._prox_stats(),
         }
         return loss_value
 
