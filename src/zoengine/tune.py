@@ -101,7 +101,9 @@ class TuneResult:
 
     def horizon_factor(self, run_steps: int) -> float:
         """``min(1, √(sweep steps / run steps))``: the 1/√T discount of the sweep's pick."""
-        return min(1.0, math.sqrt(max(1, self.steps) / max(1, int(run_steps))))
+        from zoengine.optim.calibration import horizon_factor
+
+        return horizon_factor(int(run_steps), reference=max(1, self.steps))
 
     def lr_for(self, run_steps: int) -> float:
         """The lr to train ``run_steps`` steps with: the pick discounted for the longer horizon."""

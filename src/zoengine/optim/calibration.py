@@ -62,11 +62,12 @@ FIRST_ORDER_LR = 1e-4
 REFERENCE_STEPS = 150  # the run length the constants were validated at
 
 
-def horizon_factor(total_steps: int | None) -> float:
-    """``min(1, √(REFERENCE_STEPS / total_steps))``: 1/√T for runs longer than the reference."""
-    if not total_steps or total_steps <= REFERENCE_STEPS:
+def horizon_factor(total_steps: int | None, reference: int = REFERENCE_STEPS) -> float:
+    """``min(1, √(reference / total_steps))``: the best constant step of T noisy SGD steps scales as
+    1/√T, so an lr good for ``reference`` steps is scaled down for longer runs (never up)."""
+    if not total_steps or total_steps <= reference:
         return 1.0
-    return math.sqrt(REFERENCE_STEPS / total_steps)
+    return math.sqrt(max(1, reference) / total_steps)
 
 
 def default_lr(
