@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from zoengine.adapters.tt import factorize, split_point, tt_shape_for
 from zoengine.config import SECTIONS, RunConfig
 from zoengine.errors import ConfigError, ZOError
-from zoengine.tasks import _mapping_toml
+from zoengine.tasks.labels import _mapping_toml
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from zoengine import tasks
 from zoengine.config import TaskConfig
 from zoengine.errors import ConfigError, DataError, ZOError
-from zoengine.tasks import BUILTIN_TEMPLATES, Example, Task, check_label_words, list_tasks, load_task
+from zoengine.tasks import BUILTIN_TEMPLATES, Example, Task, check_label_words, list_tasks, load_task, sources
 
 # --- helpers --------------------------------------------------------------------------------------
 
@@ -175,7 +174,7 @@ def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     fake_zoo(root, "rotten-tomatoes", ["negative", "positive"])
     fake_zoo(root, "tweet-sentiment", ["negative", "neutral", "positive"])
     fake_zoo(root, "bbc-news", ["tech", "business", "sport", "entertainment", "politics"])
-    monkeypatch.setattr(tasks, "_dataset_dir", lambda name: root / name)
+    monkeypatch.setattr(sources, "_dataset_dir", lambda name: root / name)
     return root
 
 
@@ -369,7 +368,7 @@ def test_hub_id_unreachable_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
         )
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    monkeypatch.setattr(tasks, "_hub_usable", lambda: True)
+    monkeypatch.setattr(sources, "_hub_usable", lambda: True)
     text = expect_error(DataError, "task.path", load_task, cfg(name="rte"))
     assert "hub" in text and "rotten-tomatoes" in text and "aps/super_glue:rte" in text
     text = expect_error(DataError, "task.path", load_task, cfg(name="file", path="someone/my-data:main"))
@@ -383,7 +382,7 @@ def test_unreachable_hub_fails_fast_without_calling_datasets(monkeypatch: pytest
         raise AssertionError("load_dataset must not be called")
 
     monkeypatch.setattr(datasets, "load_dataset", never)
-    monkeypatch.setattr(tasks, "_hub_usable", lambda: False)
+    monkeypatch.setattr(sources, "_hub_usable", lambda: False)
     text = expect_error(DataError, "task.path", load_task, cfg(name="boolq"))
     assert "not reachable" in text and "HF_HUB_OFFLINE" in text and "aps/super_glue:boolq" in text
 
@@ -401,7 +400,7 @@ def test_hub_rows_are_split_like_mezo(monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    monkeypatch.setattr(tasks, "_hub_usable", lambda: True)
+    monkeypatch.setattr(sources, "_hub_usable", lambda: True)
     task = load_task(cfg(name="cb", n_train=6, n_dev=4, n_test=3))
     assert task.split_sizes() == {"train": 6, "dev": 4, "test": 3}
     assert {e.fields["premise"] for e in task.test} == {"v"}
