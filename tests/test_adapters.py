@@ -201,7 +201,7 @@ def test_after_step_and_stats(case: Case) -> None:
         for k, v in handle.trainable_state_dict().items():
             assert torch.equal(v, before[k])  # no-op
     method = ADAPTERS[case.method]
-    assert method.description and all(o.help for o in method.options)
+    assert method.description and all(o.help for o in method.settings())
     assert repr(handle).startswith("AdapterHandle(method=")
 
 
@@ -805,6 +805,7 @@ def mezo(handle: AdapterHandle, loss_fn: Any, steps: int, lr: float, eps: float 
             handle.after_step(step, lr)
 
 
+STEPS = {"sora": 60}  # SoRA: 30 steps gave a 0.009 drop here, at the edge of the 0.01 bar
 LR = {"full": 3e-3, "subset": 1e-1, "bitfit": 1e-2, "lora": 1e-2, "lora_xs": 3.0, "sora": 3e-2, "tt": 1e-2}
 
 
@@ -819,6 +820,6 @@ def test_mezo_training_reduces_loss(case: Case) -> None:
             return float(model(batch, labels=batch).loss)
 
     before = loss()
-    mezo(handle, loss, steps=30, lr=LR[case.method])
+    mezo(handle, loss, steps=STEPS.get(case.method, 30), lr=LR[case.method])
     after = loss()
     assert after < before - 0.01, (before, after)

@@ -383,14 +383,13 @@ def test_registry_specs_are_complete() -> None:
     for name, spec in OPTIMIZERS.items():
         assert spec.name == name and spec.description and spec.memory
         assert all(spec.option_help().values()), name
-        cfg = OptimizerConfig(
-            name=name,
-            **{k: v for k, v in spec.preset.items() if k in ("lr", "eps", "weight_decay", "lr_schedule")},
-        )
-        cfg.options = {
-            k: v for k, v in spec.preset.items() if k not in ("lr", "eps", "weight_decay", "lr_schedule")
-        }
-        validate_config(cfg)  # every preset is valid
+        assert spec.presets, name  # every method names its paper's settings
+        for preset in spec.presets.values():
+            cfg = RunConfig()
+            cfg.optimizer.name = name
+            for key, value in preset.items():
+                cfg.set(key if "." in key else f"optimizer.{key}", value)
+            validate_config(cfg.optimizer)  # every preset is valid
         assert spec.cls.uses_backward == spec.uses_backward
 
 

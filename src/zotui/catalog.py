@@ -7,7 +7,6 @@ is imported; the slow look-ups at the bottom run in thread workers.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -109,43 +108,26 @@ def missing_assets(config: RunConfig) -> list[str]:
 # --- optimizers and adapters ------------------------------------------------------------------------
 
 
+def _option_fields(settings: list[Any]) -> list[OptionField]:
+    return [OptionField(o.key, o.default, o.help_text(), o.choices) for o in settings]
+
+
 def optimizer_specs() -> dict[str, MethodSpec]:
-    """Every optimizer with its options (from the options dataclass) and its paper preset."""
+    """Every optimizer with its options and presets, from its schema (``zoengine.optim.options``)."""
     from zoengine.optim import OPTIMIZERS
 
-    skip = (*COMMON_OPTIMIZER_KEYS, "name")
-    out = {}
-    for name, spec in OPTIMIZERS.items():
-        options = [
-            OptionField(f.name, _field_default(f), str(f.metadata.get("help", "")))
-            for f in dataclasses.fields(spec.options)
-            if f.name not in skip
-        ]
-        label = f"{name} paper preset: " + ", ".join(f"{k}={v}" for k, v in spec.preset.items())
-        out[name] = MethodSpec(
-            name, spec.description, options, {label: dict(spec.preset)} if spec.preset else {}
-        )
-    return out
-
-
-def _field_default(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
+    return {
+        name: MethodSpec(name, spec.description, _option_fields(spec.settings()), spec.presets)
+        for name, spec in OPTIMIZERS.items()
+    }
 
 
 def adapter_specs() -> dict[str, MethodSpec]:
-    """Every adapter method with its options (``OptionSpec`` items)."""
+    """Every adapter method with its options, from its schema."""
     from zoengine.adapters import ADAPTERS
 
     return {
-        name: MethodSpec(
-            name,
-            method.description,
-            [OptionField(o.name, o.default, o.help, tuple(o.choices or ())) for o in method.options],
-        )
+        name: MethodSpec(name, method.description, _option_fields(method.settings()))
         for name, method in ADAPTERS.items()
     }
 

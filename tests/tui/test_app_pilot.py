@@ -121,12 +121,12 @@ async def test_values_that_do_not_parse_name_the_expected_type(make_demo_app, tm
     app = make_demo_app(demo_config(tmp_path))
     async with app.run_test(size=(80, 24)) as pilot:
         await type_into(pilot, app, "run.steps", "many", "tab-run")
-        assert field(app, "run.steps").error == "run.steps: expected int (got 'many')"
+        assert field(app, "run.steps").error == "run.steps: expected an integer (got 'many')"
         await type_into(pilot, app, "model.device", "tpu", "tab-model")
         assert (
             field(app, "model.device").error == "model.device: must be auto, cpu, cuda or cuda:N (got 'tpu')"
         )
-        assert "run.steps: expected int" in app.screen.query_one("#setup-status").render().plain  # type: ignore[union-attr]
+        assert "run.steps: expected an integer" in app.screen.query_one("#setup-status").render().plain  # type: ignore[union-attr]
 
 
 async def test_quit_during_a_run_asks_then_stops_saves_and_ends_the_engine(

@@ -7,7 +7,8 @@
     export_adapter(model, handle, Path("out"), "peft-lora", base_model_id=..., base_model_hash=...)
 
 Every method is one module with an ``AdapterMethod`` subclass registered in ``ADAPTERS``; its
-``options`` (``OptionSpec``: name, type, default, help) are the method's ``[adapter]`` keys.
+``options`` (a ``zoengine.schema`` dataclass: type, default, range, help) are the method's
+``[adapter]`` keys.
 ``validate_config`` does the model-independent checks (ConfigError), ``apply_adapter`` the
 model-dependent ones (AdapterError: rank vs layer size, targets matching nothing, TT shapes).
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from zoengine.adapters.base import AdapterHandle, AdapterMethod, OptionSpec
+from zoengine.adapters.base import AdapterHandle, AdapterMethod
 from zoengine.adapters.bitfit import BitFit
 from zoengine.adapters.export import EXPORT_FORMATS, base_weights_hash, export_adapter, load_native
 from zoengine.adapters.full import Full
@@ -84,7 +85,6 @@ __all__ = [
     "EXPORT_FORMATS",
     "AdapterHandle",
     "AdapterMethod",
-    "OptionSpec",
     "apply_adapter",
     "base_weights_hash",
     "export_adapter",

@@ -9,7 +9,6 @@ Everything the ZO optimizer perturbs is listed by :class:`AdapterHandle` in a fi
 from __future__ import annotations
 
 import fnmatch
-import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from zoengine import schema
 from zoengine.config import AdapterConfig
 from zoengine.errors import AdapterError, ConfigError
 from zoengine.layers import select_in_layers
@@ -27,65 +27,9 @@ ADAPTER_PREFIX = "zo_"  # child-module prefix of every injected adapter ("...q_p
 # --- options ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    """One method-specific option of ``[adapter]``: type, default and allowed range."""
-
-    name: str
-    kind: str  # "int" | "float" | "str" | "bool" | "int_list"
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None
-    minimum: float | None = None  # exclusive lower bound unless inclusive_min
-    inclusive_min: bool = False
-    optional: bool = False  # None allowed (TOML has no null, so "absent" in practice)
-
-    def check(self, value: Any) -> Any:
-        """Return ``value`` coerced to this option's type or raise a one-line ConfigError."""
-        field_name = f"adapter.{self.name}"
-        if value is None:
-            if self.optional:
-                return None
-            raise ConfigError("must be set", field=field_name)
-        if self.kind == "int":
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or (isinstance(value, float) and not value.is_integer())
-            ):
-                raise ConfigError(f"expected an integer (got {value!r})", field=field_name)
-            value = int(value)
-        elif self.kind == "float":
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ConfigError(f"expected a number (got {value!r})", field=field_name)
-            value = float(value)
-        elif self.kind == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(f"expected true or false (got {value!r})", field=field_name)
-        elif self.kind == "str":
-            if not isinstance(value, str):
-                raise ConfigError(f"expected a string (got {value!r})", field=field_name)
-        elif self.kind == "int_list":
-            if isinstance(value, str):
-                value = [v for v in re.split(r"[,\s]+", value.strip("[]() ")) if v]
-            try:
-                value = [int(v) for v in value]
-            except (TypeError, ValueError):
-                raise ConfigError(f"expected a list of integers (got {value!r})", field=field_name) from None
-            if not value or any(v < 1 for v in value):
-                raise ConfigError(f"expected positive integers (got {value!r})", field=field_name)
-        if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"must be one of {', '.join(self.choices)} (got {value!r})", field=field_name)
-        if self.minimum is not None:
-            ok = value >= self.minimum if self.inclusive_min else value > self.minimum
-            if not ok:
-                op = ">=" if self.inclusive_min else ">"
-                raise ConfigError(f"must be {op} {self.minimum:g} (got {value!r})", field=field_name)
-        return value
-
-
-def rank_option(default: int, help_text: str = "adapter rank") -> OptionSpec:
-    return OptionSpec("r", "int", default, help_text, minimum=0)
+@dataclass
+class NoOptions:
+    """The options schema of a method without options of its own."""
 
 
 # --- target resolution -----------------------------------------------------------------------
@@ -492,7 +436,7 @@ class AdapterMethod:
 
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
-    options: ClassVar[tuple[OptionSpec, ...]] = ()
+    options: ClassVar[type] = NoOptions  # the method's options schema (zoengine.schema)
     requires_targets: ClassVar[bool] = False
     # one-line reason why no exact LoRA form exists ("" when lora_factors works)
     no_lora_reason: ClassVar[str] = ""
@@ -506,18 +450,15 @@ class AdapterMethod:
 
     def resolve_options(self, cfg: AdapterConfig) -> dict[str, Any]:
         """Defaults filled in, types checked, unknown keys rejected (model-independent)."""
-        specs = {s.name: s for s in self.options}
         given = dict(cfg.options or {})
-        for key in given:
-            if key not in specs:
-                allowed = ", ".join(specs) or "none"
-                raise ConfigError(
-                    f"unknown option for {self.name}; allowed: {allowed}", field=f"adapter.{key}"
-                )
-        opts = {name: spec.check(given.get(name, spec.default)) for name, spec in specs.items()}
+        opts = schema.as_options(schema.build(self.options, given, "adapter", self.name))
         opts["_given"] = sorted(given)
         self.check_options(opts)
         return opts
+
+    def settings(self) -> list[schema.Setting]:
+        """The method's options as ``zoengine methods``, the CLI and the app show them."""
+        return schema.describe(self.options)
 
     def check_options(self, opts: dict[str, Any]) -> None:
         """Cross-field checks; override where needed."""

@@ -7,6 +7,7 @@ same function.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,12 +17,11 @@ from zoengine.adapters.base import (
     AdapterHandle,
     AdapterMethod,
     AdapterModule,
-    OptionSpec,
     inject,
-    rank_option,
     uniform_,
 )
 from zoengine.config import AdapterConfig
+from zoengine.schema import setting
 
 
 class LoraDelta(AdapterModule):
@@ -46,13 +46,17 @@ class LoraDelta(AdapterModule):
         return {**super().describe(), "r": self.r, "scaling": self.scaling}
 
 
+
+@dataclass
+class LoraOptions:
+    r: int = setting(8, help="adapter rank", gt=0)
+    alpha: float = setting(16.0, help="scaling numerator: Δ = alpha/r · B A", gt=0)
+
+
 class Lora(AdapterMethod):
     name = "lora"
     help = "low-rank update B·A on the target linears (B zero-initialised)"
-    options = (
-        rank_option(8),
-        OptionSpec("alpha", "float", 16.0, "scaling numerator: Δ = alpha/r · B A", minimum=0.0),
-    )
+    options = LoraOptions
 
     def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:
         from zoengine.adapters.base import linear_dims

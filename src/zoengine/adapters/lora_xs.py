@@ -14,6 +14,7 @@ Scaling: ``alpha`` unset gives s = 1 (paper); setting it gives s = alpha / r (au
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,13 +24,12 @@ from zoengine.adapters.base import (
     AdapterHandle,
     AdapterMethod,
     AdapterModule,
-    OptionSpec,
     inject,
     linear_dims,
-    rank_option,
     weight_out_in,
 )
 from zoengine.config import AdapterConfig
+from zoengine.schema import setting
 
 
 def top_r_svd(
@@ -78,31 +78,22 @@ class LoraXSDelta(AdapterModule):
         return {**super().describe(), "r": self.r, "scaling": self.scaling}
 
 
+
+@dataclass
+class LoraXSOptions:
+    r: int = setting(8, help="adapter rank", gt=0)
+    alpha: float | None = setting(None, help="if set, scale by alpha/r (authors' code); unset: 1", gt=0)
+    sigma: float = setting(1e-5, help="std of the N(0, σ²) init of R", ge=0)
+    svd: str = setting(
+        "exact", help="exact (torch.linalg.svd) | randomized (seeded svd_lowrank)", choices=("exact", "randomized")
+    )
+    svd_niter: int = setting(4, help="power iterations of the randomized SVD", ge=0)
+
+
 class LoraXS(AdapterMethod):
     name = "lora_xs"
     help = "trainable r×r matrix between frozen SVD factors of the base weight (r² parameters per layer)"
-    options = (
-        rank_option(8),
-        OptionSpec(
-            "alpha",
-            "float",
-            None,
-            "if set, scale by alpha/r (authors' code); unset: 1",
-            minimum=0.0,
-            optional=True,
-        ),
-        OptionSpec("sigma", "float", 1e-5, "std of the N(0, σ²) init of R", minimum=0.0, inclusive_min=True),
-        OptionSpec(
-            "svd",
-            "str",
-            "exact",
-            "exact (torch.linalg.svd) | randomized (seeded svd_lowrank)",
-            choices=("exact", "randomized"),
-        ),
-        OptionSpec(
-            "svd_niter", "int", 4, "power iterations of the randomized SVD", minimum=0, inclusive_min=True
-        ),
-    )
+    options = LoraXSOptions
 
     def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:
         r = opts["r"]

@@ -29,6 +29,7 @@ Export prunes zero-gate ranks and folds gate and scale into B: a plain LoRA of r
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,14 +38,13 @@ from torch import Tensor, nn
 from zoengine.adapters.base import (
     AdapterHandle,
     AdapterMethod,
-    OptionSpec,
     inject,
     linear_dims,
-    rank_option,
 )
 from zoengine.adapters.lora import LoraDelta
 from zoengine.config import AdapterConfig
 from zoengine.errors import ConfigError
+from zoengine.schema import setting
 
 SCHEDULES = ("constant", "linear", "log_linear", "exp_linear")
 
@@ -115,66 +115,46 @@ def lambda_at(opts: dict[str, Any], step: int) -> float:
     return math.exp(math.log(lam) + (math.log(lam_max) - math.log(lam)) * frac)  # exp_linear
 
 
+
+@dataclass
+class SoraOptions:
+    r: int = setting(8, help="maximum rank r_max (gate length)", gt=0)
+    alpha: float = setting(16.0, help="scale alpha / r_max", gt=0)
+    lambda_: float | None = setting(
+        None,
+        help="L1 strength λ (first value of a schedule); unset = threshold derived from the run "
+        "length (dense_fraction, shrink), set = the paper's ξ = lr·λ",
+        ge=0,
+        key="lambda",
+    )
+    dense_fraction: float = setting(
+        0.3, help="derived schedule: share of the run trained without pruning", ge=0, lt=1
+    )
+    shrink: float = setting(
+        0.5, help="derived schedule: total gate shrinkage after the dense phase (gates start ~N(0,1))", gt=0
+    )
+    threshold: str = setting(
+        "lr", help="threshold ξ = lr·λ (paper) or λ (authors' code)", choices=("lr", "absolute")
+    )
+    lambda_schedule: str = setting(
+        "constant", help="constant | linear | log_linear | exp_linear", choices=SCHEDULES
+    )
+    lambda_max: float = setting(1.0, help="last λ of a schedule", ge=0)
+    lambda_stages: int = setting(5, help="number of λ values in a schedule", gt=0)
+    stage_steps: int = setting(100, help="optimizer steps per schedule stage", gt=0)
+    gate_init: str = setting(
+        "randn",
+        help="randn (authors' code: gates of different sizes, the small ones pruned first) | ones (paper text)",
+        choices=("ones", "randn"),
+    )
+
+
 class Sora(AdapterMethod):
     name = "sora"
     help = "gated LoRA of rank r_max; a proximal L1 step on the gates prunes ranks during training"
-    options = (
-        rank_option(8, "maximum rank r_max (gate length)"),
-        OptionSpec("alpha", "float", 16.0, "scale alpha / r_max", minimum=0.0),
-        OptionSpec(
-            "lambda",
-            "float",
-            None,
-            "L1 strength λ (first value of a schedule); unset = threshold derived from the run "
-            "length (dense_fraction, shrink), set = the paper's ξ = lr·λ",
-            minimum=0.0,
-            inclusive_min=True,
-            optional=True,
-        ),
-        OptionSpec(
-            "dense_fraction",
-            "float",
-            0.3,
-            "derived schedule: share of the run trained without pruning, in [0, 1)",
-            minimum=0.0,
-            inclusive_min=True,
-        ),
-        OptionSpec(
-            "shrink",
-            "float",
-            0.5,
-            "derived schedule: total gate shrinkage after the dense phase (gates start ~N(0,1))",
-            minimum=0.0,
-        ),
-        OptionSpec(
-            "threshold",
-            "str",
-            "lr",
-            "threshold ξ = lr·λ (paper) or λ (authors' code)",
-            choices=("lr", "absolute"),
-        ),
-        OptionSpec(
-            "lambda_schedule",
-            "str",
-            "constant",
-            "constant | linear | log_linear | exp_linear",
-            choices=SCHEDULES,
-        ),
-        OptionSpec("lambda_max", "float", 1.0, "last λ of a schedule", minimum=0.0, inclusive_min=True),
-        OptionSpec("lambda_stages", "int", 5, "number of λ values in a schedule", minimum=0),
-        OptionSpec("stage_steps", "int", 100, "optimizer steps per schedule stage", minimum=0),
-        OptionSpec(
-            "gate_init",
-            "str",
-            "randn",
-            "randn (authors' code: gates of different sizes, the small ones pruned first) | ones (paper text)",
-            choices=("ones", "randn"),
-        ),
-    )
+    options = SoraOptions
 
     def check_options(self, opts: dict[str, Any]) -> None:
-        if not opts["dense_fraction"] < 1.0:
-            raise ConfigError(f"must be in [0, 1) (got {opts['dense_fraction']})", field="adapter.dense_fraction")
         if opts["lambda"] is None:
             return
         if opts["lambda_schedule"] == "exp_linear" and opts["lambda"] <= 0:

@@ -35,6 +35,7 @@ step-0 model differs from the base and every core and both biases have a non-zer
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,13 +45,13 @@ from zoengine.adapters.base import (
     AdapterHandle,
     AdapterMethod,
     AdapterModule,
-    OptionSpec,
     inject,
     linear_dims,
     uniform_,
 )
 from zoengine.config import AdapterConfig
 from zoengine.errors import AdapterError
+from zoengine.schema import setting
 
 
 def factorize(n: int, modes: int) -> list[int]:
@@ -226,29 +227,29 @@ def tt_shape_for(d: int, opts: dict[str, Any], target: str) -> tuple[int, list[i
     return b, factorize(d, opts["tt_modes"]) + factorize(b, opts["tt_modes"])
 
 
+
+@dataclass
+class TTOptions:
+    r: int = setting(5, help="TT rank (all interior ranks)", gt=0)
+    bottleneck: int = setting(64, help="bottleneck width (capped at the layer width)", gt=0)
+    tt_shape: list[int] | None = setting(None, help="explicit down-map modes, e.g. [16,16,16,4,4,4]", ge=1)
+    tt_modes: int = setting(3, help="modes per side when deriving shapes", gt=0)
+    bias: bool = setting(True, help="trainable TT biases (authors' code: yes)")
+    zero_init_up: bool = setting(
+        True,
+        help="true (default): zero the up map's last core and bias, step 0 = base, only those two get "
+        "signal at step 0; false (authors' code): random cores and biases, step 0 differs from the "
+        "base, every core gets signal",
+    )
+    scale: float = setting(1.0, help="adapter output scale s", gt=0)
+
+
 class TensorTrain(AdapterMethod):
     name = "tt"
     help = "AdaZeta tensor-train bottleneck adapters after attention and FFN outputs"
     no_lora_reason = "TT adapters are non-linear (ReLU bottleneck) and have no LoRA form: use native"
     no_merge_reason = "TT adapters are non-linear (ReLU bottleneck): use native"
-    options = (
-        OptionSpec("r", "int", 5, "TT rank (all interior ranks)", minimum=0),
-        OptionSpec("bottleneck", "int", 64, "bottleneck width (capped at the layer width)", minimum=0),
-        OptionSpec(
-            "tt_shape", "int_list", None, "explicit down-map modes, e.g. [16,16,16,4,4,4]", optional=True
-        ),
-        OptionSpec("tt_modes", "int", 3, "modes per side when deriving shapes", minimum=0),
-        OptionSpec("bias", "bool", True, "trainable TT biases (authors' code: yes)"),
-        OptionSpec(
-            "zero_init_up",
-            "bool",
-            True,
-            "true (default): zero the up map's last core and bias, step 0 = base, only those two get "
-            "signal at step 0; false (authors' code): random cores and biases, step 0 differs from the "
-            "base, every core gets signal",
-        ),
-        OptionSpec("scale", "float", 1.0, "adapter output scale s", minimum=0.0),
-    )
+    options = TTOptions
 
     def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:
         def make(target: str, layer: nn.Module, gen: torch.Generator) -> TTAdapter:

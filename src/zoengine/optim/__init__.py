@@ -17,6 +17,7 @@ import dataclasses
 import math
 from typing import Any
 
+from zoengine import schema
 from zoengine.errors import ConfigError
 from zoengine.optim.base import RESTORE_MODES, ZOOptimizer, tensor_seed
 from zoengine.optim.calibration import default_lr, lr_rule_text, resolved_lr
@@ -59,9 +60,6 @@ __all__ = [
     "validate_config",
 ]
 
-_LR_SCHEDULES = ("constant", "linear", "cosine")
-
-
 def validate_config(cfg: Any) -> None:
     """Check ``cfg.name`` and the common + method-specific settings; one-line ``ConfigError``."""
     if cfg.name not in OPTIMIZERS:
@@ -69,19 +67,7 @@ def validate_config(cfg: Any) -> None:
         raise ConfigError(f"unknown optimizer; allowed: {allowed} (got {cfg.name!r})", field="optimizer.name")
     if cfg.lr is not None and (not _is_number(cfg.lr) or not math.isfinite(cfg.lr) or not cfg.lr > 0):
         raise ConfigError(f"must be a finite number > 0 or auto (got {cfg.lr!r})", field="optimizer.lr")
-    if not _is_number(cfg.eps) or not math.isfinite(cfg.eps) or not cfg.eps > 0:
-        raise ConfigError(f"must be a finite number > 0 (got {cfg.eps!r})", field="optimizer.eps")
-    if not _is_number(cfg.weight_decay) or cfg.weight_decay < 0:
-        raise ConfigError(f"must be >= 0 (got {cfg.weight_decay!r})", field="optimizer.weight_decay")
-    if cfg.lr_schedule not in _LR_SCHEDULES:
-        raise ConfigError(
-            f"must be one of {', '.join(_LR_SCHEDULES)} (got {cfg.lr_schedule!r})",
-            field="optimizer.lr_schedule",
-        )
-    if not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < 0:
-        raise ConfigError(
-            f"must be an integer >= 0 (got {cfg.warmup_steps!r})", field="optimizer.warmup_steps"
-        )
+    schema.check_instance("optimizer", cfg)  # eps, weight decay, schedule, warm-up: the config's schema
     parse_options(cfg.name, dict(cfg.options or {}))
 
 

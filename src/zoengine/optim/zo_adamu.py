@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from zoengine.optim.base import Pieces, ZOOptimizer
+from zoengine.optim.options import ZOAdaMUOptions as _Options
 from zoengine.optim.schedules import adamu_anneal
 
 __all__ = ["ZOAdaMU", "resolve_adamu_horizon"]
@@ -74,14 +75,14 @@ class ZOAdaMU(ZOOptimizer):
         T1: int = 1024,
         T2: int = 16000,
         T3: int = 20000,
-        phi_alpha: float = 1.0,
-        phi_beta1: float = 0.1,
-        phi_beta2: float = 1.5,
-        sigma: float = 1e-8,
-        third_phase: str = "hold",
+        phi_alpha: float = _Options.phi_alpha,  # the defaults are the options schema's
+        phi_beta1: float = _Options.phi_beta1,
+        phi_beta2: float = _Options.phi_beta2,
+        sigma: float = _Options.sigma,
+        third_phase: str = _Options.third_phase,
         seed: int = 0,
-        restore: str = "auto",
-        noise: str = "gaussian",
+        restore: str = _Options.restore,
+        noise: str = _Options.noise,
     ) -> None:
         defaults = {"lr": lr, "eps": eps, "weight_decay": weight_decay, "sigma": sigma}
         super().__init__(params, defaults, seed=seed, restore=restore, noise=noise)

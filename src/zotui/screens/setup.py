@@ -40,14 +40,6 @@ COMMON_KEYS = ("method", "name", "targets", "layers", *catalog.COMMON_OPTIMIZER_
 PREVIEW_DELAY = 0.4  # seconds of quiet after an edit before the slow previews recompute
 EXTRA = "+options"  # pseudo key: method options not covered by a spec field, as "k=v, k=v"
 DEFAULT_TOML = "zoengine-run.toml"
-FALLBACK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # ZO-AdaMU paper, Appendix B Table 3 (the MeZO rows), batch size 64, constant lr
-    "mezo_sgd": {
-        "MeZO full FT: lr 1e-6, eps 1e-3": {"lr": 1e-6, "eps": 1e-3, "run.batch_size": 64},
-        "MeZO prefix: lr 1e-4, eps 1e-2": {"lr": 1e-4, "eps": 1e-2, "run.batch_size": 64},
-        "MeZO LoRA: lr 1e-2, eps 1e-1": {"lr": 1e-2, "eps": 1e-1, "run.batch_size": 64},
-    }
-}
 
 
 def field_text(key: str, value: Any) -> str:
@@ -338,7 +330,7 @@ class SetupScreen(Screen[None]):
 
     def _presets(self, method: str) -> dict[str, dict[str, Any]]:
         spec = self.optimizers.get(method)
-        return (spec.presets if spec and spec.presets else None) or FALLBACK_PRESETS.get(method, {})
+        return spec.presets if spec else {}
 
     # --- building and validating ----------------------------------------------------------------------
 
@@ -444,7 +436,11 @@ class SetupScreen(Screen[None]):
         self._preview_timers[which] = self.set_timer(delay, lambda: self._start_preview(which))
 
     def _apply_preset(self, name: str) -> None:
-        values = self._presets(self.query_one("#f-optimizer-name", FormField).value).get(name, {})
+        """The paper's common settings, and the method's options at their defaults (the papers')."""
+        method = self.query_one("#f-optimizer-name", FormField).value
+        spec = self.optimizers.get(method)
+        values = {o.key: o.default for o in (spec.options if spec else [])}
+        values.update(self._presets(method).get(name, {}))
         for key, value in values.items():
             dotted = key if "." in key else f"optimizer.{key}"
             if dotted in ("optimizer.batch_size", "optimizer.steps"):

@@ -63,7 +63,9 @@ class FormField(Vertical):
         self._choices = list(choices) if choices is not None else None
         self._value = value
         self._error = ""
-        self._programmatic: str | None = None  # a value we set ourselves: its change event is not the user's
+        # a value we set ourselves (the initial one included: Input reports it when mounted): its
+        # change event is not the user's, so a method's defaults never count as typed
+        self._programmatic: str | None = value
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="field-row"):
@@ -139,7 +141,7 @@ class FormField(Vertical):
         self._post_unless_programmatic(self._value)
 
     def _post_unless_programmatic(self, value: str) -> None:
-        if self._programmatic is not None and value == self._programmatic:
-            self._programmatic = None
+        ours, self._programmatic = self._programmatic, None
+        if ours is not None and value == ours:
             return
         self.post_message(self.Changed(self, value))
