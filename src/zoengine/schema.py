@@ -191,6 +191,10 @@ def expected_text(f: dataclasses.Field[Any]) -> str:
 # --- range and choices ---------------------------------------------------------------------------
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
 def allowed_text(f: dataclasses.Field[Any]) -> str:
     """What ``f`` allows, as the error and the help say it: "one of a, b", "> 0", "in [0, 1)"."""
     m = f.metadata
@@ -199,11 +203,11 @@ def allowed_text(f: dataclasses.Field[Any]) -> str:
     lo = (m.get("ge"), "[") if m.get("ge") is not None else (m.get("gt"), "(")
     hi = (m.get("le"), "]") if m.get("le") is not None else (m.get("lt"), ")")
     if lo[0] is not None and hi[0] is not None:
-        return f"in {lo[1]}{lo[0]:g}, {hi[0]:g}{hi[1]}"
+        return f"in {lo[1]}{_num(lo[0])}, {_num(hi[0])}{hi[1]}"
     if lo[0] is not None:
-        return f"{'>=' if lo[1] == '[' else '>'} {lo[0]:g}"
+        return f"{'>=' if lo[1] == '[' else '>'} {_num(lo[0])}"
     if hi[0] is not None:
-        return f"{'<=' if hi[1] == ']' else '<'} {hi[0]:g}"
+        return f"{'<=' if hi[1] == ']' else '<'} {_num(hi[0])}"
     return ""
 
 
@@ -223,7 +227,7 @@ def check(dotted: str, value: Any, f: dataclasses.Field[Any]) -> Any:
     """``value`` if it is within ``f``'s choices and bounds, else a one-line ConfigError."""
     if isinstance(value, list) and f.metadata.get("ge") is not None:  # list[int]: each element
         if not value or any(not v >= f.metadata["ge"] for v in value):
-            raise ConfigError(f"expected integers >= {f.metadata['ge']:g} (got {value!r})", field=dotted)
+            raise ConfigError(f"expected integers >= {_num(f.metadata['ge'])} (got {value!r})", field=dotted)
         return value
     if (
         isinstance(value, float)
@@ -287,9 +291,8 @@ class Setting:
 
     def help_text(self) -> str:
         """The help with what is allowed, as every surface shows it (form, CLI, methods)."""
-        if self.allowed and self.allowed not in self.help:
-            return f"{self.help} ({self.allowed})"
-        return self.help
+        said = self.allowed in self.help or (self.choices and all(c in self.help for c in self.choices))
+        return self.help if not self.allowed or said else f"{self.help} ({self.allowed})"
 
     def line(self) -> str:
         """``key = default  help (allowed)`` as ``zoengine methods`` prints it."""

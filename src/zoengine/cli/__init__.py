@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -129,7 +130,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("methods", help="list optimizers and adapters")
+    p = sub.add_parser("methods", help="optimizers and adapters, with each one's options")
+    p.add_argument("name", nargs="?", help="one optimizer or adapter: all its options, ranges and help")
     p.set_defaults(func=cmd_methods)
 
     add_assets_parser(sub)
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `zoengine methods | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:  # the file system refused: read-only, full, a file in the way
         command = getattr(locals().get("args"), "command", None)
         err = filesystem_error(

@@ -183,14 +183,40 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    """Every optimizer and adapter with its options, defaults, ranges and help (the schemas')."""
     from zoengine import adapters, optim
 
-    print("optimizers (memory: persistent bytes per trainable parameter beyond its float32 weight):")
-    for name, spec in getattr(optim, "OPTIMIZERS", {}).items():
-        print(f"  {name:<12} {getattr(spec, 'description', '')}")
-        print(f"  {'':<12}   memory: +{spec.bytes_per_trainable()} B/param; {spec.memory}")
-        print(f"  {'':<12}   queries per step: {spec.queries_text()}")
-    print("adapters:")
-    for name, spec in getattr(adapters, "ADAPTERS", {}).items():
-        print(f"  {name:<12} {getattr(spec, 'description', '')}")
+    name = getattr(args, "name", None)
+    known = [*optim.OPTIMIZERS, *adapters.ADAPTERS]
+    if name is not None and name not in known:
+        raise ZOError(f"one of {', '.join(known)} (got {name!r})", field="methods")
+    if name is None or name in optim.OPTIMIZERS:
+        print("optimizers (memory: persistent bytes per trainable parameter beyond its float32 weight):")
+    for key, spec in optim.OPTIMIZERS.items():
+        if name in (None, key):
+            print(f"  {key:<12} {spec.description}")
+            print(f"  {'':<12}   memory: +{spec.bytes_per_trainable()} B/param; {spec.memory}")
+            print(f"  {'':<12}   queries per step: {spec.queries_text()}")
+            _print_options(spec.settings(), "optimizer", verbose=name is not None)
+            if name is not None:
+                for label in spec.presets:
+                    print(f"  {'':<12}   preset: {label}")
+    if name is None or name in adapters.ADAPTERS:
+        print("adapters:")
+    for key, method in adapters.ADAPTERS.items():
+        if name in (None, key):
+            print(f"  {key:<12} {method.description}")
+            _print_options(method.settings(), "adapter", verbose=name is not None)
     return 0
+
+
+def _print_options(settings: list[Any], section: str, verbose: bool) -> None:
+    if not settings:
+        return
+    if not verbose:  # the overview: names and defaults on one line
+        items = ", ".join(f"{s.key}={s.default_text()}" for s in settings)
+        print(f"  {'':<12}   options: {items}")
+        return
+    print(f"  {'':<12}   options (--set {section}.KEY=VALUE or [{section}] in the TOML):")
+    for s in settings:
+        print(f"    {s.line()}")

@@ -45,25 +45,28 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return cfg.validate()
 
 
+def flag_help(key: str) -> str:
+    """A config flag's help: the config schema's help, range and default for ``key``."""
+    from zoengine import schema
+
+    section, _, name = key.partition(".")
+    setting = next(s for s in schema.describe(type(getattr(RunConfig(), section))) if s.key == name)
+    default = f"; default {setting.default}" if setting.default not in (None, "", []) else ""
+    return f"{setting.help_text()} ({key}{default})".replace("%", "%%")
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """``--config``, ``--set`` and one flag per ``FLAG_KEYS`` entry, its help from the schema."""
     p.add_argument("--config", help="run config TOML")
     p.add_argument(
-        "--set", action="append", metavar="SECTION.KEY=VALUE", help="override any config key (repeatable)"
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override any config key (repeatable); method options: `zoengine methods NAME`",
     )
-    p.add_argument("--model", help="zoo name, hub id, local dir or .gguf")
-    p.add_argument("--task", help="zoo data set, MeZO task name or 'file'")
-    p.add_argument("--data", help="local data file (task.path)")
-    p.add_argument("--adapter", help="full | subset | bitfit | lora | lora_xs | sora | tt")
-    p.add_argument("--optimizer", help="zeroth-order method, see `zoengine methods`")
-    p.add_argument("--lr", help="learning rate")
-    p.add_argument("--eps", help="perturbation scale")
-    p.add_argument("--steps", help="optimizer steps")
-    p.add_argument("--batch-size", dest="batch_size", help="examples per step")
-    p.add_argument("--eval-every", dest="eval_every", help="dev evaluation period in steps")
-    p.add_argument("--seed", help="run seed")
-    p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--output", help="run directory")
-    p.add_argument("--name", help="run name")
+    for flag, key in FLAG_KEYS.items():
+        if flag != "parallel":  # train's own flag, with its choices
+            p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=flag_help(key))
 
 
 def _add_nproc_flag(p: argparse.ArgumentParser) -> None:
