@@ -19,10 +19,11 @@ from typing import Any
 
 from torch import nn
 
-from zoengine.adapters.base import AdapterHandle, AdapterMethod
+from zoengine.adapters.base import AdapterMethod
 from zoengine.adapters.bitfit import BitFit
 from zoengine.adapters.export import EXPORT_FORMATS, base_weights_hash, export_adapter, load_native
 from zoengine.adapters.full import Full
+from zoengine.adapters.handle import AdapterHandle
 from zoengine.adapters.lora import Lora
 from zoengine.adapters.lora_xs import LoraXS
 from zoengine.adapters.sora import Sora

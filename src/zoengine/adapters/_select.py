@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoengine.adapters.base import AdapterHandle, AdapterMethod, ensure_fresh, freeze
+from zoengine.adapters.base import AdapterMethod
+from zoengine.adapters.handle import AdapterHandle
+from zoengine.adapters.injection import ensure_fresh, freeze
 from zoengine.config import AdapterConfig
 
 

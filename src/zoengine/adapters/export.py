@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoengine.adapters.base import ADAPTER_PREFIX, AdapterHandle, is_conv1d
+from zoengine.adapters.handle import AdapterHandle
+from zoengine.adapters.targets import ADAPTER_PREFIX, is_conv1d
 from zoengine.config import AdapterConfig
 from zoengine.errors import AdapterError
 from zoengine.export_formats import FORMATS as EXPORT_FORMATS  # the one registry

@@ -7,7 +7,8 @@ from typing import Any
 from torch import nn
 
 from zoengine.adapters._select import train_in_place
-from zoengine.adapters.base import AdapterHandle, AdapterMethod
+from zoengine.adapters.base import AdapterMethod
+from zoengine.adapters.handle import AdapterHandle
 from zoengine.config import AdapterConfig
 from zoengine.errors import ConfigError
 

@@ -13,21 +13,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoengine.adapters.base import (
-    AdapterHandle,
-    AdapterMethod,
-    AdapterModule,
-    inject,
-    uniform_,
-)
+from zoengine.adapters.base import AdapterMethod, AdapterModule
+from zoengine.adapters.handle import AdapterHandle
+from zoengine.adapters.injection import inject, uniform_
+from zoengine.adapters.targets import linear_dims
 from zoengine.config import AdapterConfig
 from zoengine.schema import setting
 
 
 class LoraDelta(AdapterModule):
     """Trainable A, B; same A init as PEFT (kaiming-uniform with a=√5 is U(±1/√in))."""
-
-    kind = "lora"
 
     def __init__(self, fin: int, fout: int, r: int, alpha: float, gen: torch.Generator) -> None:
         super().__init__()
@@ -46,7 +41,6 @@ class LoraDelta(AdapterModule):
         return {**super().describe(), "r": self.r, "scaling": self.scaling}
 
 
-
 @dataclass
 class LoraOptions:
     r: int = setting(8, help="adapter rank", gt=0)
@@ -59,8 +53,6 @@ class Lora(AdapterMethod):
     options = LoraOptions
 
     def apply(self, model: nn.Module, cfg: AdapterConfig, opts: dict[str, Any], seed: int) -> AdapterHandle:
-        from zoengine.adapters.base import linear_dims
-
         def make(target: str, layer: nn.Module, gen: torch.Generator) -> LoraDelta:
             return LoraDelta(*linear_dims(layer), opts["r"], opts["alpha"], gen)
 

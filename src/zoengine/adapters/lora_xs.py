@@ -20,14 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoengine.adapters.base import (
-    AdapterHandle,
-    AdapterMethod,
-    AdapterModule,
-    inject,
-    linear_dims,
-    weight_out_in,
-)
+from zoengine.adapters.base import AdapterMethod, AdapterModule
+from zoengine.adapters.handle import AdapterHandle
+from zoengine.adapters.injection import inject
+from zoengine.adapters.targets import linear_dims, weight_out_in
 from zoengine.config import AdapterConfig
 from zoengine.schema import setting
 
@@ -57,8 +53,6 @@ def top_r_svd(
 
 
 class LoraXSDelta(AdapterModule):
-    kind = "lora_xs"
-
     def __init__(self, a: Tensor, b: Tensor, sigma: float, scaling: float, gen: torch.Generator) -> None:
         super().__init__()
         r = a.shape[0]
@@ -76,7 +70,6 @@ class LoraXSDelta(AdapterModule):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "r": self.r, "scaling": self.scaling}
-
 
 
 @dataclass

@@ -35,13 +35,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoengine.adapters.base import (
-    AdapterHandle,
-    AdapterMethod,
-    inject,
-    linear_dims,
-)
+from zoengine.adapters.base import AdapterMethod
+from zoengine.adapters.handle import AdapterHandle
+from zoengine.adapters.injection import inject
 from zoengine.adapters.lora import LoraDelta
+from zoengine.adapters.targets import linear_dims
 from zoengine.config import AdapterConfig
 from zoengine.errors import ConfigError
 from zoengine.schema import setting
@@ -50,8 +48,6 @@ SCHEDULES = ("constant", "linear", "log_linear", "exp_linear")
 
 
 class SoraDelta(LoraDelta):
-    kind = "sora"
-
     def __init__(
         self, fin: int, fout: int, r: int, alpha: float, gate_init: str, gen: torch.Generator
     ) -> None:
@@ -113,7 +109,6 @@ def lambda_at(opts: dict[str, Any], step: int) -> float:
     if schedule == "log_linear":
         return math.log(math.exp(lam) + (math.exp(lam_max) - math.exp(lam)) * frac)
     return math.exp(math.log(lam) + (math.log(lam_max) - math.log(lam)) * frac)  # exp_linear
-
 
 
 @dataclass

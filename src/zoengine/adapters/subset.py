@@ -7,7 +7,9 @@ from typing import Any
 from torch import nn
 
 from zoengine.adapters._select import train_in_place
-from zoengine.adapters.base import AdapterHandle, AdapterMethod, resolve_parameters
+from zoengine.adapters.base import AdapterMethod
+from zoengine.adapters.handle import AdapterHandle
+from zoengine.adapters.targets import resolve_parameters
 from zoengine.config import AdapterConfig
 from zoengine.layers import select_in_layers
 

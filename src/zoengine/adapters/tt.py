@@ -41,14 +41,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoengine.adapters.base import (
-    AdapterHandle,
-    AdapterMethod,
-    AdapterModule,
-    inject,
-    linear_dims,
-    uniform_,
-)
+from zoengine.adapters.base import AdapterMethod, AdapterModule
+from zoengine.adapters.handle import AdapterHandle
+from zoengine.adapters.injection import inject, uniform_
+from zoengine.adapters.targets import linear_dims
 from zoengine.config import AdapterConfig
 from zoengine.errors import AdapterError
 from zoengine.schema import setting
@@ -165,8 +161,6 @@ class TTLinear(nn.Module):
 class TTAdapter(AdapterModule):
     """Bottleneck d → b → d with TT maps and ReLU; acts on the hooked layer's *output*."""
 
-    kind = "tt"
-
     def __init__(
         self, d: int, b: int, shape: list[int], rank: int, opts: dict[str, Any], gen: torch.Generator
     ) -> None:
@@ -225,7 +219,6 @@ def tt_shape_for(d: int, opts: dict[str, Any], target: str) -> tuple[int, list[i
         return b, shape
     b = min(opts["bottleneck"], d)
     return b, factorize(d, opts["tt_modes"]) + factorize(b, opts["tt_modes"])
-
 
 
 @dataclass
