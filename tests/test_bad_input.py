@@ -146,7 +146,7 @@ def _disk_full(monkeypatch: Any, root: Path) -> None:
 
     monkeypatch.setattr(zoengine.io, "atomic_path", full)
     monkeypatch.setattr(zoengine.io, "append_jsonl", full)
-    monkeypatch.setattr("zoengine.engine.append_jsonl", full, raising=False)
+    monkeypatch.setattr("zoengine.run_control.append_jsonl", full, raising=False)
 
 
 def _cases() -> list[Case]:

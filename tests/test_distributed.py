@@ -236,7 +236,7 @@ def _engine_worker(rank: int, world: int, port: int, cfg, opts: dict, out: str) 
     run.run()
     tensors = {k: v.detach().clone() for k, v in run.handle.trainable_state_dict().items()} if run.handle else {}
     torch.save(
-        {"status": run.status, "error": run.error, "step": run.step, "run_dir": str(run.run_dir),
+        {"status": str(run.status), "error": run.error, "step": run.step, "run_dir": str(run.run_dir),
          "tensors": tensors, "seconds": time.monotonic() - t0, "evals": evals, "test": run.test_result},
         Path(out) / f"engine{rank}.pt",
     )

@@ -308,16 +308,16 @@ def test_ctrl_c_in_train_and_resume_saves_and_exits_130(
 def test_disk_full_mid_run_names_the_intact_checkpoint(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    import zoengine.engine as engine
+    import zoengine.run_control as run_control  # where the engine's events are appended to metrics.jsonl
 
-    real_append = engine.append_jsonl
+    real_append = run_control.append_jsonl
 
     def append(path: Path, record: dict[str, Any]) -> None:
         if record.get("event") == "step" and record.get("step", 0) >= 3:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_append(path, record)
 
-    monkeypatch.setattr(engine, "append_jsonl", append)
+    monkeypatch.setattr(run_control, "append_jsonl", append)
     data = _csv(tmp_path / "d.csv", 40)
     out = tmp_path / "run"
     extra = ["--steps", "10", "--eval-every", "0", "--set", "run.checkpoint_every=2"]

@@ -128,6 +128,23 @@ class DivergenceGuard:
         self.total = 0  # divergences over the whole run
         self.recover_until: int | None = None  # the step a recovery must complete to count as one
 
+    @classmethod
+    def for_run(
+        cls, run: Any, handle: Any, optimizer: Any, scheduler: Any, num_classes: int
+    ) -> DivergenceGuard:
+        """The guard of a run with settings ``run`` (``RunConfig.run``); the loss floor is the
+        chance-level loss of a task with ``num_classes`` >= 2 classes, ``LOSS_FLOOR`` otherwise."""
+        return cls(
+            handle,
+            optimizer,
+            scheduler,
+            factor=run.divergence_factor,
+            lr_factor=run.divergence_lr_factor,
+            retries=run.divergence_retries,
+            interval=run.checkpoint_every or 100,
+            floor=math.log(num_classes) if num_classes >= 2 else LOSS_FLOOR,
+        )
+
     # --- snapshots -------------------------------------------------------------------------------
 
     def snapshot(self, step: int) -> Snapshot:
@@ -214,6 +231,34 @@ class DivergenceGuard:
         self.total += 1
         self.recover_until = max(self.recover_until or 0, resume_at)
         return self.failures <= self.retries and self.target() is not None
+
+    def roll_back(self, problem: str, *, at: int, resume_at: int) -> tuple[int | None, str, bool]:
+        """React to ``problem`` seen at step ``at``: ``(step restored or None, one line, recovered)``.
+
+        Recovered: the last good state is back and the lr lowered; the line is the warning to log.
+        Not recovered (retries spent, or nothing to return to): the last good state, if any, is
+        back all the same (not the broken weights) and the line says why the run diverged. The
+        recovery counts as done once step ``resume_at`` has been accepted again.
+        """
+        recovered = self.record(resume_at)
+        target = self.target()
+        if target is not None:
+            self.restore(target)
+        step = target.step if target is not None else None
+        if not recovered:
+            if self.retries == 0:
+                why = "run.divergence_retries = 0"
+            elif target is None:
+                why = "no earlier good state to return to"
+            else:
+                why = f"{self.retries} recoveries failed"
+            return step, f"diverged at step {at}: {problem} ({why})", False
+        lr = self.reduce_lr()
+        line = (
+            f"divergence at step {at}: {problem}; rolled back to step {step}, "
+            f"lr x{self.lr_factor:g} -> {lr:.3g} (recovery {self.failures} of {self.retries})"
+        )
+        return step, line, True
 
     def restore(self, snap: Snapshot) -> None:
         """Put trainable tensors, optimizer and scheduler back as they were at ``snap``.

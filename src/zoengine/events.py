@@ -3,6 +3,10 @@
 Each event is a frozen dataclass; ``to_record()`` gives the JSON line (``{"event": "step", ...}``)
 and ``event_from_record()`` turns a line back into the event, so a UI that tails the log of a run
 it did not start sees exactly what a live subscriber sees.
+
+``RunStatus`` names every status a run can be in. It is a ``StrEnum``: a status compares equal to
+its string, and JSON, f-strings and ``state.json`` hold the plain string, so logs written before it
+existed read the same.
 """
 
 from __future__ import annotations
@@ -10,7 +14,37 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
+
+
+class RunStatus(StrEnum):
+    """Where a run stands (``Run.status``, ``StatusChanged.status``, ``state.json``)."""
+
+    CREATED = "created"
+    LOADING = "loading"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"  # a stop was sent to a multi-process run (the app's ``SubprocessRun``)
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    # never written by a run: ``zoengine.runs`` derives them when it lists run directories
+    INTERRUPTED = "interrupted"  # says live, but no process holds its lock: it died
+    CORRUPT = "corrupt"  # a file of the run is damaged
+
+
+# a process is (or should be) writing the run
+LIVE_STATUSES = (
+    RunStatus.CREATED,
+    RunStatus.LOADING,
+    RunStatus.RUNNING,
+    RunStatus.PAUSED,
+    RunStatus.STOPPING,
+)
+# the run's thread has ended; nothing more will be written
+TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.DIVERGED)
 
 
 @dataclass(frozen=True)
@@ -48,7 +82,6 @@ class EvalDone(Event):
     loss: float
     accuracy: float
     examples: int
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -66,7 +99,7 @@ class EvalProgress(Event):
 
 @dataclass(frozen=True)
 class StatusChanged(Event):
-    """Run status: created, loading, running, paused, stopping, finished, stopped, failed, diverged."""
+    """The run's status changed (a ``RunStatus``; a plain string when read back from the log)."""
 
     kind: ClassVar[str] = "status"
     status: str
@@ -75,9 +108,10 @@ class StatusChanged(Event):
 
 @dataclass(frozen=True)
 class CheckpointSaved(Event):
+    """``checkpoints/last`` (or ``checkpoints/best`` when ``best``) now holds ``step``."""
+
     kind: ClassVar[str] = "checkpoint"
     step: int
-    path: str
     best: bool = False
 
 
@@ -110,7 +144,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def event_from_record(record: dict[str, Any]) -> Event | None:
-    """Rebuild an event from its JSON line; unknown kinds and extra keys are ignored."""
+    """Rebuild an event from its JSON line; unknown kinds and extra keys are ignored (the ``_crc``
+    of the line, and fields older versions wrote: ``EvalDone.seconds``, ``CheckpointSaved.path``)."""
     cls = EVENT_TYPES.get(record.get("event", ""))
     if cls is None:
         return None

@@ -1,5 +1,16 @@
 """A run directory as untrusted input, and the lock of the one process that writes it.
 
+Layout (every file written atomically; readable after a kill):
+    config.toml            the config snapshot
+    metrics.jsonl          every event, one JSON line each (zoengine.events)
+    state.json             status, step, best dev accuracy, final test result
+    .lock                  held by the one process writing the run
+    checkpoints/last/      trainable tensors + optimizer/scheduler/counter state (resume point)
+    checkpoints/prev/      the checkpoint before last (used when last fails verification)
+    checkpoints/best/      trainable tensors of the best dev accuracy (step 0 included)
+    (no pickle anywhere: safetensors + JSON with a sha256 manifest, see zoengine.checkpoint)
+    exports/               what `zoengine export` wrote
+
 - ``config.toml`` starts with a checksum line (``# zoengine run config sha256=...``): a truncated,
   bit-flipped or edited file is refused in one line instead of being read as defaults. A file
   without the line (hand-made) must hold every section and required key.
@@ -7,6 +18,7 @@
 - ``.lock`` (``filelock``) is held by the writer (train, resume, the app's engine thread) for the
   whole run; a second writer is refused before it touches anything, and ``zoengine runs`` tells a
   live run from a dead one by trying that lock.
+- ``new_run_dir`` names a new run's folder; ``open_for_writing`` takes it over for one writer.
 """
 
 from __future__ import annotations
@@ -14,22 +26,78 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from zoengine.config import RunConfig
 from zoengine.errors import CheckpointError, ZOError
+from zoengine.paths import runs_home
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.toml"
 STATE_NAME = "state.json"
 _HEADER = re.compile(r"# zoengine run config sha256=([0-9a-f]{64})")
-LIVE_STATUSES = ("created", "loading", "running", "paused", "stopping")
 
 
 class RunBusy(CheckpointError):
     """Another process holds the run directory's lock."""
+
+
+# --- a new run's folder --------------------------------------------------------------------------
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """``run.output_dir``, or a fresh ``<runs home>/<time>-<model>-<task>-<method>-<optimizer>``."""
+    if cfg.run.output_dir:
+        return Path(cfg.run.output_dir).expanduser()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = (
+        cfg.run.name
+        or f"{Path(cfg.model.name).name}-{cfg.task.name}-{cfg.adapter.method}-{cfg.optimizer.name}"
+    )
+    base = re.sub(r"[^\w.\-]+", "_", base)
+    path = runs_home() / f"{stamp}-{base}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = runs_home() / f"{stamp}-{base}-{n}"
+    return path
+
+
+def open_for_writing(run_dir: Path, cfg: RunConfig, *, resuming: bool) -> tuple[Any, list[str]]:
+    """Take ``run_dir``'s lock, then create the run (train) or repair it (resume); returns the held
+    lock and notes worth a warning.
+
+    Until this succeeds nothing is written: a second writer, or a train into a folder that holds
+    a run with checkpoints, is refused without touching it. A folder whose run died before its
+    first checkpoint (or failed to start) is started afresh.
+    """
+    from zoengine import checkpoint
+
+    lock = acquire_lock(run_dir)
+    try:
+        notes: list[str] = []
+        if resuming:
+            notes = checkpoint.recover(run_dir)
+        elif (run_dir / CONFIG_NAME).exists() or (run_dir / STATE_NAME).exists():
+            if checkpoint.has_resume_point(run_dir):
+                raise CheckpointError(
+                    f"run directory already holds a run: {run_dir} (use resume)", field="run.output_dir"
+                )
+            for name in ("metrics.jsonl", STATE_NAME, CONFIG_NAME):
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a dead run's best, if any
+            notes = [f"{run_dir} held a run that never reached a checkpoint: starting it afresh"]
+        clean_temps(run_dir)
+        if not resuming:
+            write_config(cfg, run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock, notes
 
 
 # --- lock ----------------------------------------------------------------------------------------

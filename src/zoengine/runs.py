@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoengine.errors import ZOError
-from zoengine.events import Event, event_from_record
+from zoengine.events import LIVE_STATUSES, Event, RunStatus, event_from_record
 from zoengine.io import read_jsonl
 from zoengine.paths import runs_home
 
@@ -15,7 +15,7 @@ from zoengine.paths import runs_home
 class RunSummary:
     path: Path
     name: str
-    status: str  # the run's status; "interrupted" when it says live but nobody holds its lock; "corrupt"
+    status: str  # a RunStatus: the run's own, or "interrupted" / "corrupt" (see summarize)
     model: str
     task: str
     adapter: str
@@ -36,7 +36,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
     """Summary of one run directory, or None if it is not one. A damaged run is listed as "corrupt"
     with a one-line ``problem``, never left out and never shown with made-up numbers."""
     from zoengine.checkpoint import any_checkpoint
-    from zoengine.rundir import LIVE_STATUSES, is_locked, load_config, read_state
+    from zoengine.rundir import is_locked, load_config, read_state
 
     run_dir = Path(run_dir)
     if not _looks_like_run(run_dir):
@@ -52,14 +52,16 @@ def summarize(run_dir: Path) -> RunSummary | None:
         problems.append(state_problem)
     elif not state and any_checkpoint(run_dir):  # a run with checkpoints always wrote its state
         problems.append("state.json: missing")
-    status = str(state.get("status", "created"))
+    status = str(state.get("status", RunStatus.CREATED))
     locked = is_locked(run_dir)
     if locked:
-        status = status if status in LIVE_STATUSES else "running"
-    elif status in ("loading", "running", "paused", "stopping") and (state or cfg is not None):
-        status = "interrupted"  # says live, but no process holds its lock: it died
+        status = status if status in LIVE_STATUSES else RunStatus.RUNNING
+    elif status in (RunStatus.LOADING, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.STOPPING) and (
+        state or cfg is not None
+    ):
+        status = RunStatus.INTERRUPTED  # says live, but no process holds its lock: it died
     if problems and not locked:
-        status = "corrupt"
+        status = RunStatus.CORRUPT
     test = state.get("test") or {}
     best = state.get("best_dev_accuracy")
     return RunSummary(
@@ -110,7 +112,7 @@ def list_runs(home: str | Path | None = None) -> list[RunSummary]:
                 found.append(summary)
         except (OSError, ValueError, TypeError) as exc:  # one unreadable folder must not hide the rest
             found.append(
-                RunSummary(d, d.name, "corrupt", "?", "?", "?", "?", 0, 0, None, None, 0.0, f"{exc}".splitlines()[0])
+                RunSummary(d, d.name, RunStatus.CORRUPT, "?", "?", "?", "?", 0, 0, None, None, 0.0, f"{exc}".splitlines()[0])
             )
     return sorted(found, key=lambda s: s.started, reverse=True)
 

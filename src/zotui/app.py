@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from zoengine.config import RunConfig
 from zoengine.errors import ZOError
+from zoengine.events import RunStatus
 from zotui import catalog
 from zotui.backend import Backend, RunHandle
 from zotui.messages import RunEnded
@@ -156,7 +157,7 @@ class ZoApp(App[None]):
         message.runner.drain()
         if isinstance(self.screen, DashboardScreen):
             self.screen.refresh_view(force=True)  # the final state, without waiting for the throttle
-        severity = "error" if message.status in ("failed", "diverged") else "information"
+        severity = "error" if message.status in (RunStatus.FAILED, RunStatus.DIVERGED) else "information"
         self.notify(f"run {message.status}: {message.runner.run_dir.name}", severity=severity)
         if self.exit_when_ended:
             self.exit()

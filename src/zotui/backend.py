@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from zoengine.config import RunConfig
 from zoengine.errors import ZOError
-from zoengine.events import Event, LogMessage, StatusChanged
+from zoengine.events import LIVE_STATUSES, TERMINAL_STATUSES, Event, LogMessage, RunStatus, StatusChanged
 
 if TYPE_CHECKING:
     from zoengine.runs import RunSummary
 
-ACTIVE_STATUSES = ("created", "loading", "running", "paused", "stopping")
-RESUMABLE_STATUSES = ("stopped", "failed", "interrupted", "diverged")  # diverged: from its last good state
+ACTIVE_STATUSES = LIVE_STATUSES
+# diverged: from its last good state; interrupted: a run that died (zoengine.runs)
+RESUMABLE_STATUSES = (RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.DIVERGED)
 
 
 class RunHandle(Protocol):
@@ -178,7 +179,6 @@ def is_live(run_dir: Path) -> bool:
     return is_locked(Path(run_dir))
 
 
-TERMINAL_STATUSES = ("finished", "stopped", "failed", "diverged")
 FOLLOW_SECONDS = 0.25  # how often a subprocess run's metrics.jsonl is read
 
 
@@ -193,7 +193,7 @@ class SubprocessRun:
         self.config = config.validate()
         self.run_dir = new_run_dir(config)
         self.events: queue.Queue[Event] = queue.Queue()
-        self._status = "created"
+        self._status: str = RunStatus.CREATED
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._stop_sent: bool | None = None  # the save flag of the stop sent, if any
@@ -215,7 +215,7 @@ class SubprocessRun:
         self._tmp = Path(tempfile.mkdtemp(prefix="zotui-nproc-"))
         toml = self._tmp / "config.toml"
         self.config.save(toml)
-        self._set_status("loading", f"starting {self.config.run.nproc} processes")
+        self._set_status(RunStatus.LOADING, f"starting {self.config.run.nproc} processes")
         with open(self._tmp / "launch.log", "wb") as log:  # the child keeps its own descriptor
             self._proc = subprocess.Popen(
                 self.command(toml),
@@ -255,13 +255,14 @@ class SubprocessRun:
             if self._status not in TERMINAL_STATUSES:  # it ended before writing an end status
                 code = self._proc.returncode
                 if self._stop_sent is not None:
-                    self._set_status("stopped", "" if self._stop_sent else "ended without saving (SIGTERM)")
+                    why = "" if self._stop_sent else "ended without saving (SIGTERM)"
+                    self._set_status(RunStatus.STOPPED, why)
                 elif code == 0:
-                    self._set_status("finished")
+                    self._set_status(RunStatus.FINISHED)
                 else:
                     reason = self._launch_error() or f"zoengine train --nproc exited with status {code}"
                     self.events.put(LogMessage("error", reason))
-                    self._set_status("failed", reason)
+                    self._set_status(RunStatus.FAILED, reason)
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -295,7 +296,7 @@ class SubprocessRun:
             return
         self._stop_sent = save
         if self._status not in TERMINAL_STATUSES:
-            self._status = "stopping"
+            self._status = RunStatus.STOPPING
         try:
             os.killpg(proc.pid, signal.SIGINT if save else signal.SIGTERM)
         except (ProcessLookupError, PermissionError):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zoengine.config import RunConfig
-from zoengine.events import Event
+from zoengine.events import Event, RunStatus
 from zotui.backend import ACTIVE_STATUSES, RunHandle
 from zotui.state import RunState
 
@@ -85,7 +85,7 @@ class EngineRunner:
 
     def toggle_pause(self) -> str:
         """Pause a running run or resume a paused one; returns what was done."""
-        if self.run.status == "paused":
+        if self.run.status == RunStatus.PAUSED:
             self.run.resume()
             return "resumed"
         self.run.pause()

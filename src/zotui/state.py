@@ -20,6 +20,7 @@ from zoengine.events import (
     Event,
     LogMessage,
     RunInfo,
+    RunStatus,
     StatusChanged,
     StepLogged,
 )
@@ -40,7 +41,7 @@ class EvalPoint:
 class RunState:
     """Folded view of one run's events."""
 
-    status: str = "created"
+    status: str = RunStatus.CREATED
     status_message: str = ""
     info: RunInfo | None = None
     total_steps: int = 0
@@ -91,10 +92,10 @@ class RunState:
                 )
             elif isinstance(ev, StatusChanged):
                 self.status, self.status_message = ev.status, ev.message
-                if ev.status not in ("running", "paused"):
+                if ev.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
                     self.evaluating = None  # an evaluation cut short by a stop or a failure
                 tail = f" ({ev.message})" if ev.message else ""
-                level = "error" if ev.status in ("failed", "diverged") else "info"
+                level = "error" if ev.status in (RunStatus.FAILED, RunStatus.DIVERGED) else "info"
                 self._log(level, f"status: {ev.status}{tail}")
             elif isinstance(ev, RunInfo):
                 self.info, self.total_steps = ev, ev.total_steps

@@ -200,9 +200,9 @@ def test_eta_uses_the_forward_passes_still_to_do_and_ignores_pauses_and_evaluati
     for i in range(1, 11):
         t = i * 0.5 + (3600.0 if i > 5 else 0.0)
         events.append(_step(i, 0.5, 1, 2 * i, t))
-    events.insert(8, EvalDone(step=5, split="dev", loss=0.4, accuracy=0.7, examples=4, seconds=300.0))
+    events.insert(8, EvalDone(step=5, split="dev", loss=0.4, accuracy=0.7, examples=4))
     state = RunState.from_events(events)
-    assert state.seconds_per_step() == pytest.approx(0.5)  # not (an hour + 5 min) / 10
+    assert state.seconds_per_step() == pytest.approx(0.5)  # not (an hour + the evaluation) / 10
     assert state.forward_passes_left() == 10 * 2 + 10 * 6
     assert state.eta_seconds() == pytest.approx(80 * 0.25)  # 0.25 s per forward pass
     assert remaining_passes([[1, 2], [21, 6]], 25, 30) == 5 * 6
@@ -314,11 +314,11 @@ def tiny_data(tmp_path: Path) -> Path:
 def test_engine_reports_evaluation_progress_live_and_in_the_log(
     tiny_llama_dir, tiny_data, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from zoengine import engine
+    from zoengine import engine, run_eval
     from zoengine.events import EvalProgress, event_from_record
     from zoengine.io import read_jsonl
 
-    monkeypatch.setattr(engine, "EVAL_PROGRESS_SECONDS", 0.0)  # every batch, to see them all
+    monkeypatch.setattr(run_eval, "EVAL_PROGRESS_SECONDS", 0.0)  # every batch, to see them all
     cfg = _engine_config(
         tiny_llama_dir, tiny_data, tmp_path / "run", 2, run__eval_batch_size="2", run__eval_every="0"
     )

@@ -94,8 +94,8 @@ def test_run_state_folds_events() -> None:
             )
             for i in range(1, 11)
         ],
-        EvalDone(step=5, split="dev", loss=0.3, accuracy=0.7, examples=4, seconds=0.1),
-        EvalDone(step=10, split="dev", loss=0.2, accuracy=0.6, examples=4, seconds=0.1),
+        EvalDone(step=5, split="dev", loss=0.3, accuracy=0.7, examples=4),
+        EvalDone(step=10, split="dev", loss=0.2, accuracy=0.6, examples=4),
         LogMessage(level="warning", text="label word split into 2 tokens"),
     ]
     state = RunState.from_events(events)

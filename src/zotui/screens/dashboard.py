@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static, TabbedContent, TabPane
 
 from zoengine.errors import ZOError
+from zoengine.events import RunStatus
 from zotui.runner import EngineRunner
 from zotui.state import RunState, format_duration
 from zotui.widgets.counters import CountersPanel
@@ -83,7 +84,7 @@ def progress_text(state: RunState, active: bool) -> str:
     if per_step is None:
         return f"{head} · -- s/step · ETA --"
     speed = f"{per_step:.2f} s/step" if per_step >= 0.1 else f"{1 / per_step:.1f} steps/s"
-    paused = " (paused)" if state.status == "paused" else ""
+    paused = " (paused)" if state.status == RunStatus.PAUSED else ""
     return f"{head} · {speed} · ETA {format_duration(state.eta_seconds())}{paused}"
 
 
@@ -258,7 +259,7 @@ class DashboardScreen(Screen[None]):
             except ZOError as exc:
                 self.notify(exc.one_line(), severity="warning")
                 return
-            paused = self.runner.run.status == "paused"
+            paused = self.runner.run.status == RunStatus.PAUSED
             self.notify("evaluating dev now (the run stays paused)" if paused else "evaluating dev after this step")
 
     def action_export(self) -> None:
