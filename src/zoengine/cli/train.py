@@ -24,7 +24,16 @@ def _watch(run: Any, quiet: bool) -> int:
 
     from tqdm import tqdm
 
-    from zoengine.events import EvalDone, EvalProgress, LogMessage, RunInfo, StatusChanged, StepLogged
+    from zoengine.events import (
+        TERMINAL_STATUSES,
+        EvalDone,
+        EvalProgress,
+        LogMessage,
+        RunInfo,
+        RunStatus,
+        StatusChanged,
+        StepLogged,
+    )
 
     bar = None
     postfix: dict[str, str] = {}
@@ -78,7 +87,7 @@ def _watch(run: Any, quiet: bool) -> int:
                     else f"note: {ev.text.removeprefix('data: ')}"
                 )
                 (bar.write(text) if bar is not None else print(text, file=sys.stderr))
-            elif isinstance(ev, StatusChanged) and ev.status in ("finished", "stopped", "failed", "diverged"):
+            elif isinstance(ev, StatusChanged) and ev.status in TERMINAL_STATUSES:
                 break
     except KeyboardInterrupt:
         interrupted = True
@@ -88,10 +97,10 @@ def _watch(run: Any, quiet: bool) -> int:
         run.join()
         if bar is not None:
             bar.close()
-    if run.status == "failed":
+    if run.status == RunStatus.FAILED:
         print(f"error: {run.error}", file=sys.stderr)
         return EXIT_USAGE if run.error_is_user else 1
-    if run.status == "diverged":  # the guard gave up: one line, exit 1
+    if run.status == RunStatus.DIVERGED:  # the guard gave up: one line, exit 1
         print(f"error: {run.error}", file=sys.stderr)
         return 1
     summary = f"{run.status}: {run.step} steps, run dir {run.run_dir}"
