@@ -198,7 +198,10 @@ class DashboardScreen(Screen[None]):
         """Touch only widgets whose text changed: every ``update`` costs a screen render, and that
         CPU is taken from the engine's torch threads on a small machine."""
         state = self.runner.state
-        view = self.query_one(RunView)
+        views = self.query(RunView)
+        if not views:  # the screen is being taken down (the app quits as the run ends)
+            return
+        view = views.first()
         if view.state is not state:  # a resumed run's history replaced the empty state
             view.state, view.logs_seen = state, 0
             view.refresh_view(force=True)
