@@ -312,6 +312,7 @@ async def test_cli_command_and_toml_round_trip(make_demo_app, tmp_path: Path) ->
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         text = app.screen.text  # type: ignore[attr-defined]
         assert text.startswith("zoengine train ") and "--set optimizer.lr=3e-05" in text
+        assert "optimizer.q=" not in text and "optimizer.noise=" not in text  # defaults go without saying
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
         path = tmp_path / "saved.toml"

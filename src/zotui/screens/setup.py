@@ -391,6 +391,8 @@ class SetupScreen(Screen[None]):
     def action_show_cli(self) -> None:
         cfg, errors = self.build_config()
         base = self.base if self.config_path is not None else RunConfig()
+        if self.config_path is None:  # method options at their defaults go without saying
+            cfg = self.without_default_options(cfg)
         text = cli_command(cfg, base, self.config_path)
         if errors:
             text += "\n\n# note: this configuration does not validate yet: " + next(iter(errors.values()))
