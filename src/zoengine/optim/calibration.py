@@ -20,9 +20,13 @@ The default is set a factor ≈ 5 below the sweep's pick: a 16-step sweep reward
 from zero-shot test accuracy 0.58 to 0.51 at half a 150-step run and 0.475 at its end (the prior
 over-corrected, `bench/results/matrix_superseded/`), while lr 1e-3 (v0.1's hand-set TT value) had
 learned to 0.705; the final-norm constant (2.9, lr 5e-3) was measured over 300 steps.
-Adaptive constants are derived, not yet swept: an Adam/sign step moves a coordinate by about
-``lr_sgd·|projected_grad|`` of the SGD step it replaces, with |projected_grad| ≈ 1 measured on TT
-(0.2 on the norm scale), times 0.7 for safety: ``c_adaptive ≈ 0.7·c_sgd·|pg|/√d``.
+Adaptive constants were first derived (an Adam/sign step moves a coordinate by about
+``lr_sgd·|projected_grad|`` of the SGD step it replaces, |projected_grad| ≈ 1 on TT, 0.2 on the norm
+scale, times 0.7 for safety: ``c_adaptive ≈ 0.7·c_sgd·|pg|/√d``). That was 3.6× too small for sign
+steps on LoRA: at lr 7.7e-4 ZO-SGD-Sign gained only 4 points in 600 passes (0.580 → 0.6225, still
+climbing, ``matrix_superseded/``), and the tuner's sweep (``calibration.json``, lora:zo_sgd_sign, d =
+2.44M) picked 1.37e-2 with 4.3e-2 diverging. ``SIGN_CONSTANTS`` holds that measured constant, /5
+like the SGD ones; Adam-type steps (``|m̂/√v̂| ≤ 1``, smaller under noise) keep the derived one.
 A user's own model, rank or targets then get ``c/d`` for their d; ``zoengine tune`` refines it.
 
 **Run length.** The constants hold for runs of up to ``REFERENCE_STEPS`` = 150 steps (every adapter
@@ -56,6 +60,8 @@ LR_CONSTANTS: dict[str, tuple[float, float]] = {
     "tt": (118.0, 0.24),
 }
 _FALLBACK = (2.9, 0.12)
+# adapter method -> c for η = c/√d with zo_sgd_sign, measured (tuner pick·√d / 5); others: LR_CONSTANTS
+SIGN_CONSTANTS: dict[str, float] = {"lora": 4.3, "sora": 4.3}
 FIRST_ORDER_LR = 1e-4
 
 
@@ -70,6 +76,14 @@ def horizon_factor(total_steps: int | None, reference: int = REFERENCE_STEPS) ->
     return math.sqrt(max(1, reference) / total_steps)
 
 
+def constant(optimizer: str, adapter: str) -> float:
+    """``c`` of the rule for this pair: η = c/d (ZO-SGD type) or c/√d (``ADAPTIVE``)."""
+    c_sgd, c_adaptive = LR_CONSTANTS.get(adapter, _FALLBACK)
+    if optimizer == "zo_sgd_sign":
+        return SIGN_CONSTANTS.get(adapter, c_adaptive)
+    return c_adaptive if optimizer in ADAPTIVE else c_sgd
+
+
 def default_lr(
     optimizer: str,
     adapter: str,
@@ -82,11 +96,11 @@ def default_lr(
     if optimizer == "fo_adamw":
         return FIRST_ORDER_LR
     d = max(1, int(trainable))
-    c_sgd, c_adaptive = LR_CONSTANTS.get(adapter, _FALLBACK)
+    c = constant(optimizer, adapter)
     if optimizer in ADAPTIVE:
-        lr = c_adaptive / math.sqrt(d)
+        lr = c / math.sqrt(d)
     else:
-        lr = c_sgd / d
+        lr = c / d
         if optimizer in MOMENTUM_OPTIMIZERS:
             mu = float((options or {}).get("momentum", 0.9))
             lr *= 1.0 - mu
@@ -97,14 +111,14 @@ def lr_rule_text(optimizer: str, adapter: str, trainable: int, total_steps: int 
     """One line saying where a default lr came from (logged at run start)."""
     if optimizer == "fo_adamw":
         return f"lr {FIRST_ORDER_LR:g} (first-order default)"
-    c_sgd, c_adaptive = LR_CONSTANTS.get(adapter, _FALLBACK)
+    c = constant(optimizer, adapter)
     lr = default_lr(optimizer, adapter, trainable, total_steps=total_steps)
     factor = horizon_factor(total_steps)
     horizon = f" × √({REFERENCE_STEPS}/{total_steps} steps)" if factor < 1 else ""
     if optimizer in ADAPTIVE:
-        return f"lr {lr:.3g} = {c_adaptive:g}/√d{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
+        return f"lr {lr:.3g} = {c:g}/√d{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
     extra = " × (1 − momentum)" if optimizer in MOMENTUM_OPTIMIZERS else ""
-    return f"lr {lr:.3g} = {c_sgd:g}/d{extra}{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
+    return f"lr {lr:.3g} = {c:g}/d{extra}{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
 
 
 def resolved_lr(cfg: Any, trainable: int, total_steps: int | None = None) -> float:
