@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-ADAPTER_OPTIONS: dict[str, dict[str, Any]] = {
-    "subset": {"targets": ["model.norm"]},
-    "lora": {"r": 8},
-    "lora_xs": {"r": 8},
-    "sora": {"r": 8},
-    "tt": {},
+# row name -> (adapter method, options); "layers" is a section field, the rest method options
+ADAPTER_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "subset": ("subset", {"targets": ["model.norm"]}),
+    "lora": ("lora", {"r": 8}),
+    "lora_xs": ("lora_xs", {"r": 8}),
+    "sora": ("sora", {"r": 8}),
+    "tt": ("tt", {}),
+    "tt-top15": ("tt", {"layers": "top:15"}),  # bench_matrix.py's row on the top half of the blocks
 }
 DEFAULT_ROWS = "subset:mezo_sgd,lora_xs:mezo_sgd,tt:mezo_sgd,lora:mezo_sgd,sora:mezo_sgd"
 
@@ -60,8 +62,8 @@ def main() -> None:
         cfg = RunConfig()
         cfg.model.name, cfg.task.name = args.model, args.task
         cfg.task.n_train, cfg.task.n_dev, cfg.task.n_test = 1000, 200, 500
-        cfg.adapter.method = adapter
-        for k, v in ADAPTER_OPTIONS[adapter].items():
+        cfg.adapter.method, options = ADAPTER_OPTIONS[adapter]
+        for k, v in options.items():
             cfg.set(f"adapter.{k}", v)
         cfg.optimizer.name = optimizer
         if center:

@@ -26,7 +26,11 @@ scale, times 0.7 for safety: ``c_adaptive ≈ 0.7·c_sgd·|pg|/√d``). That was
 steps on LoRA: at lr 7.7e-4 ZO-SGD-Sign gained only 4 points in 600 passes (0.580 → 0.6225, still
 climbing, ``matrix_superseded/``), and the tuner's sweep (``calibration.json``, lora:zo_sgd_sign, d =
 2.44M) picked 1.37e-2 with 4.3e-2 diverging. ``SIGN_CONSTANTS`` holds that measured constant, /5
-like the SGD ones; Adam-type steps (``|m̂/√v̂| ≤ 1``, smaller under noise) keep the derived one.
+like the SGD ones. ZO-Adam uses it too: its step ``m̂/√v̂`` carries about the same signal per
+coordinate as a sign step (``g_i/rms(pg)`` against ``√(2/π)·g_i/rms(pg)``) and about a quarter of
+its noise (m̂ averages ~10 estimates: ``|m̂/√v̂| ≈ √((1−β1)/(1+β1)) ≈ 0.23`` on pure noise), so an lr
+a sign step survives is safe for it. At the derived constant it gained 6 points in 600 passes,
+still climbing (``matrix_superseded/``). ZO-AdaMU keeps the derived constant (+12.5 points).
 A user's own model, rank or targets then get ``c/d`` for their d; ``zoengine tune`` refines it.
 
 **Run length.** The constants hold for runs of up to ``REFERENCE_STEPS`` = 150 steps (every adapter
@@ -60,8 +64,10 @@ LR_CONSTANTS: dict[str, tuple[float, float]] = {
     "tt": (118.0, 0.24),
 }
 _FALLBACK = (2.9, 0.12)
-# adapter method -> c for η = c/√d with zo_sgd_sign, measured (tuner pick·√d / 5); others: LR_CONSTANTS
+# adapter method -> c for η = c/√d with SIGN_CONSTANT_OPTIMIZERS, measured with sign steps (tuner
+# pick·√d / 5); other adapters and optimizers: LR_CONSTANTS
 SIGN_CONSTANTS: dict[str, float] = {"lora": 4.3, "sora": 4.3}
+SIGN_CONSTANT_OPTIMIZERS = ("zo_sgd_sign", "zo_adam")
 FIRST_ORDER_LR = 1e-4
 
 
@@ -79,7 +85,7 @@ def horizon_factor(total_steps: int | None, reference: int = REFERENCE_STEPS) ->
 def constant(optimizer: str, adapter: str) -> float:
     """``c`` of the rule for this pair: η = c/d (ZO-SGD type) or c/√d (``ADAPTIVE``)."""
     c_sgd, c_adaptive = LR_CONSTANTS.get(adapter, _FALLBACK)
-    if optimizer == "zo_sgd_sign":
+    if optimizer in SIGN_CONSTANT_OPTIMIZERS:
         return SIGN_CONSTANTS.get(adapter, c_adaptive)
     return c_adaptive if optimizer in ADAPTIVE else c_sgd
 
