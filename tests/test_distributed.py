@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,17 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     finally:
         torch.save({"rank": rank, "backend": base.backend, "results": results}, Path(out) / f"rank{rank}.pt")
         base.close()
+    _leave_worker()
+
+
+def _leave_worker() -> None:
+    """End a finished worker with ``os._exit``, as the CLI's ``_finish_rank`` does: Python's
+    interpreter teardown with gloo's threads about aborts now and then (SIGABRT, "terminate called
+    without an active exception", ~1 in 30 runs), which ``spawn`` reports as a failed rank. A
+    worker that raised is left to ``spawn``, which records the error."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port() -> int:
@@ -241,6 +253,7 @@ def _engine_worker(rank: int, world: int, port: int, cfg, opts: dict, out: str) 
         Path(out) / f"engine{rank}.pt",
     )
     run.dist.close()
+    _leave_worker()
 
 
 def _spawn_engine(cfg, out: Path, **opts) -> list[dict]:

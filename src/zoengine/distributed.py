@@ -251,6 +251,9 @@ class Dist:
     # --- lifetime ----------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Destroy the process group. A script of its own that ends here should then leave with
+        ``os._exit`` as ``zoengine train`` does (``cli/train.py:_finish_rank``): gloo's threads
+        abort Python's interpreter teardown now and then (SIGABRT after a finished run)."""
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 

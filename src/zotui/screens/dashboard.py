@@ -14,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static, TabbedContent, TabPane
 
@@ -192,16 +193,16 @@ class DashboardScreen(Screen[None]):
             return
         self._drawn_at = now
         with self.app.batch_update():
-            self._redraw()
+            try:
+                self._redraw()
+            except NoMatches:  # the screen is being taken down (the app quits as the run ends):
+                return  # its widgets unmount children first, so any of them may be gone already
 
     def _redraw(self) -> None:
         """Touch only widgets whose text changed: every ``update`` costs a screen render, and that
         CPU is taken from the engine's torch threads on a small machine."""
         state = self.runner.state
-        views = self.query(RunView)
-        if not views:  # the screen is being taken down (the app quits as the run ends)
-            return
-        view = views.first()
+        view = self.query_one(RunView)
         if view.state is not state:  # a resumed run's history replaced the empty state
             view.state, view.logs_seen = state, 0
             view.refresh_view(force=True)

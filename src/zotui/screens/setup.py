@@ -38,7 +38,7 @@ from zotui.screens import setup_fields
 from zotui.screens.dialogs import PathScreen, TextScreen
 from zotui.widgets.config_form import FormField, field_id
 from zotui.widgets.method_options import COMMON_KEYS, MethodOptions, preset_choices, preset_values
-from zotui.widgets.previews import PREVIEW_DELAY, StepCost, TaskPreview, TrainableCount
+from zotui.widgets.previews import StepCost, TaskPreview, TrainableCount
 from zotui.widgets.tuned_offer import TunedOffer
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ __all__ = [  # the form's text helpers moved to zotui.form_values: re-exported f
     "EXTRA",
     "KNOWN_KEYS",
     "OPTIONAL_KEYS",
-    "PREVIEW_DELAY",
     "SetupScreen",
     "as_text",
     "cli_command",
@@ -226,7 +225,7 @@ class SetupScreen(Screen[None]):
 
     # --- the slow previews (thread workers of their widgets) ---------------------------------------
 
-    def schedule_preview(self, which: str, delay: float = PREVIEW_DELAY) -> None:
+    def schedule_preview(self, which: str, delay: float | None = None) -> None:
         """Recompute the trainable count ("count") or the task preview ("task") once edits pause."""
         self.query_one(TrainableCount if which == "count" else TaskPreview).schedule(delay)
 

@@ -39,11 +39,11 @@ class SlowPreview(Static):
         self._timer: Timer | None = None
         self._asked = 0  # the latest request: an answer to an older one is dropped
 
-    def schedule(self, delay: float = PREVIEW_DELAY) -> None:
-        """Recompute once edits pause for ``delay`` seconds."""
+    def schedule(self, delay: float | None = None) -> None:
+        """Recompute once edits pause for ``delay`` seconds (default ``PREVIEW_DELAY``)."""
         if self._timer is not None:
             self._timer.stop()
-        self._timer = self.set_timer(delay, self.recompute)
+        self._timer = self.set_timer(PREVIEW_DELAY if delay is None else delay, self.recompute)
 
     def recompute(self) -> None:
         """Start the worker on the form's config, or say which field blocks it."""
