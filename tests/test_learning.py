@@ -13,6 +13,7 @@ from zoengine.adapters import apply_adapter
 from zoengine.config import AdapterConfig, OptimizerConfig, RunConfig
 from zoengine.errors import ConfigError
 from zoengine.optim import build_optimizer, default_lr
+from zoengine.optim.calibration import depth_factor
 from zoengine.optim.schedules import adazeta_beta, adazeta_beta_note, adazeta_query_count
 
 VOCAB = 64
@@ -295,3 +296,46 @@ def test_unset_lr_resolves_to_the_calibrated_default_in_the_engine(tiny_llama_di
     assert steps[0]["lr"] == pytest.approx(run.lr)
     logs = [r["text"] for r in metrics(run.run_dir) if r["event"] == "log"]
     assert any(f"d = {d:,}" in t for t in logs)
+
+
+def test_depth_factor_weighs_coordinates_by_their_block() -> None:
+    """TT's per-coordinate curvature falls with depth (the tt-top15 sweep): an adapter on the top
+    half counts as 0.30 of its coordinates, one spread evenly over the stack as all of them."""
+    blocks = [(100, (i + 0.5) / 30) for i in range(30)]
+    assert depth_factor("tt", blocks) == pytest.approx(1.0, abs=2e-3)
+    top, bottom = depth_factor("tt", blocks[15:]), depth_factor("tt", blocks[:15])
+    # top-half share of Σw: e^(−κ/2)/(1 + e^(−κ/2)) = 0.148 at κ = 3.5, measured 0.149
+    assert top / 2 == pytest.approx(math.exp(-1.75) / (1 + math.exp(-1.75)), rel=0.02)
+    assert top + bottom == pytest.approx(2.0, abs=4e-3)
+    assert depth_factor("lora", blocks[15:]) == 1.0  # flat: plain c/d
+    assert depth_factor("tt", [(10, None)]) == 1.0  # outside the stack: weight 1
+    f = depth_factor("tt", blocks[15:])
+    assert default_lr("mezo_sgd", "tt", 59_100, depth=f) == pytest.approx(118 / (59_100 * f), rel=0.01)
+    assert default_lr("zo_adam", "tt", 59_100, depth=f) == pytest.approx(0.24 / math.sqrt(59_100 * f), rel=0.01)
+
+
+def test_engine_default_lr_on_the_top_blocks_follows_the_depth_rule(tiny_llama_dir, tmp_path) -> None:
+    from zoengine.engine import Run, metrics
+
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "great fun movie,great\nawful boring film,terrible\n" * 10)
+    lrs = {}
+    for layers in (None, "top:1"):
+        cfg = RunConfig()
+        cfg.model.name = str(tiny_llama_dir)
+        cfg.task.name, cfg.task.path, cfg.task.template = "file", str(data), "{text} it was"
+        cfg.task.label_words = ["great", "terrible"]
+        cfg.task.n_train, cfg.task.n_dev, cfg.task.n_test = 8, 4, 4
+        cfg.adapter.method, cfg.adapter.layers = "tt", layers
+        cfg.run.steps, cfg.run.batch_size, cfg.run.eval_every = 1, 4, 0
+        run = Run(cfg, tmp_path / f"run-{layers}")
+        run.run()
+        assert run.status == "finished", run.error
+        positions = run.handle.block_positions()
+        d = run.handle.num_trainable()
+        assert run.lr == default_lr("mezo_sgd", "tt", d, depth=depth_factor("tt", positions))
+        lrs[layers] = (run.lr, d, metrics(run.run_dir))
+    (lr_all, d_all, _), (lr_top, d_top, records) = lrs[None], lrs["top:1"]
+    # the top block alone: fewer coordinates and lower curvature each, so more than c/d's d_all/d_top
+    assert lr_top > lr_all * d_all / d_top * 1.2
+    assert any("weighted by depth" in r["text"] for r in records if r["event"] == "log")

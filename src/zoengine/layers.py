@@ -17,6 +17,7 @@ from zoengine.errors import ConfigError
 
 __all__ = [
     "LAYERS_HELP",
+    "block_positions",
     "check_layers_spec",
     "first_trainable_layer",
     "layer_index",
@@ -131,3 +132,19 @@ def first_trainable_layer(model: nn.Module) -> int:
         elif before_stack:
             return 0
     return k
+
+
+def block_positions(model: nn.Module, named: list[tuple[str, int]]) -> list[tuple[int, float | None]]:
+    """``(size, position)`` of each named tensor: position = the middle of its block as a fraction
+    of the stack, from the input (0) to the output (1); None outside the stack (embeddings, final
+    norm, head) or in a model without one. The lr rule weighs coordinates by it
+    (``zoengine.optim.calibration.depth_factor``)."""
+    found = layer_stack(model)
+    if found is None:
+        return [(size, None) for _, size in named]
+    stack_name, stack = found
+    out: list[tuple[int, float | None]] = []
+    for name, size in named:
+        index = layer_index(stack_name, name)
+        out.append((size, None if index is None else (index + 0.5) / len(stack)))
+    return out

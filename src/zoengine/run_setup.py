@@ -43,6 +43,7 @@ def build(cfg: RunConfig, task: Any, *, dist: Any, log: Log, model_info_dir: Pat
     from zoengine.models import load_model
     from zoengine.objectives import Objective
     from zoengine.optim import build_optimizer, lr_rule_text, make_lr_lambda, resolved_lr
+    from zoengine.optim.calibration import depth_factor
     from zoengine.tasks import check_label_words, load_task
 
     torch.manual_seed(cfg.run.seed)  # adapter inits; perturbations use the optimizer's own generator
@@ -76,9 +77,10 @@ def build(cfg: RunConfig, task: Any, *, dist: Any, log: Log, model_info_dir: Pat
         )
     groups = handle.param_groups(cfg.optimizer.weight_decay)
     steps_per_epoch = math.ceil(len(task.train) / cfg.run.batch_size)
-    lr = resolved_lr(cfg, handle.num_trainable())
+    depth = depth_factor(cfg.adapter.method, handle.block_positions())
+    lr = resolved_lr(cfg, handle.num_trainable(), depth=depth)
     if cfg.optimizer.lr is None:
-        log(lr_rule_text(cfg.optimizer.name, cfg.adapter.method, handle.num_trainable(), cfg.run.steps))
+        log(lr_rule_text(cfg.optimizer.name, cfg.adapter.method, handle.num_trainable(), cfg.run.steps, depth))
     optimizer = build_optimizer(
         cfg.optimizer,
         groups,

@@ -209,6 +209,7 @@ def tune(
     from zoengine.models import load_model
     from zoengine.objectives import Objective
     from zoengine.optim import build_optimizer, resolved_lr
+    from zoengine.optim.calibration import depth_factor
     from zoengine.tasks import load_task
 
     cfg = cfg.copy()
@@ -237,10 +238,11 @@ def tune(
     objective.share_prefix(cfg.run.share_prefix)
     init_state = handle.trainable_state_dict()
     trainable = handle.num_trainable()
-    default_lr = resolved_lr(cfg, trainable)  # the run's default (for its length), shown with the result
+    depth = depth_factor(cfg.adapter.method, handle.block_positions())
+    default_lr = resolved_lr(cfg, trainable, depth=depth)  # the run's default (for its length), shown with the result
     grid_from_rule = lrs is None
     if lrs is None:  # centred on the default for the sweep's own length; the pick is discounted later
-        lrs = lr_grid(resolved_lr(cfg, trainable, total_steps=steps), n_candidates)
+        lrs = lr_grid(resolved_lr(cfg, trainable, total_steps=steps, depth=depth), n_candidates)
     eps_list = list(eps_values) if eps_values else [float(cfg.optimizer.eps)]
     for lr in lrs:
         if not (math.isfinite(lr) and lr > 0):

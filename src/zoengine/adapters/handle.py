@@ -82,6 +82,12 @@ class AdapterHandle:
     def num_trainable(self) -> int:
         return sum(p.numel() for _, p in self._trainable)
 
+    def block_positions(self) -> list[tuple[int, float | None]]:
+        """``(size, depth position)`` of each trainable tensor (``zoengine.layers.block_positions``)."""
+        from zoengine.layers import block_positions
+
+        return block_positions(self.model, [(n, p.numel()) for n, p in self._trainable])
+
     def num_total(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 

@@ -33,6 +33,17 @@ a sign step survives is safe for it. At the derived constant it gained 6 points 
 still climbing (``matrix_superseded/``). ZO-AdaMU keeps the derived constant (+12.5 points).
 A user's own model, rank or targets then get ``c/d`` for their d; ``zoengine tune`` refines it.
 
+**Depth.** ``tr(H)`` is a sum over coordinates, but a coordinate's curvature need not be the same
+in every block. For TT it falls with depth: on the top 15 of the 30 blocks the tuner's sweep
+(``calibration.json``, tt-top15:mezo_sgd, d = 59,100) picked 3.56e-2, 6.7× the all-blocks pick
+(5.3e-3 at d = 118,200) where c/d predicts 2×, and at the c/d default (1.41e-3) the 600-pass matrix
+run gained only 3.5 points (``matrix_superseded/``). So the rule counts coordinates weighted by
+``w(x) ∝ exp(−κ·x)`` (x: block position, input 0 → output 1, mean w over the stack = 1, tensors
+outside the stack weigh 1): ``η = c / Σ wᵢ`` for ZO-SGD, ``c / √Σ wᵢ`` for adaptive steps. An adapter
+spread evenly over all blocks gets plain c/d; ``DEPTH_DECAY`` holds κ per method, fitted to that
+sweep for TT (top-half share of tr(H) = e^(−κ/2)/(1 + e^(−κ/2)) = 0.15 → κ = 3.5). LoRA keeps κ = 0:
+its top-15 row learned best of all at the c/d lr (0.772 against 0.734 on all blocks).
+
 **Run length.** The constants hold for runs of up to ``REFERENCE_STEPS`` = 150 steps (every adapter
 learned +10 to +14 points there, ``bench/results/matrix_300/``). A longer run at the same constant lr
 over-corrects: LoRA at 1.1e-3 was at 0.7225 test accuracy after 150 steps and at 0.5225 (test loss
@@ -46,7 +57,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["ADAPTIVE", "LR_CONSTANTS", "REFERENCE_STEPS", "default_lr", "horizon_factor", "lr_rule_text", "resolved_lr"]
+__all__ = [
+    "ADAPTIVE",
+    "DEPTH_DECAY",
+    "LR_CONSTANTS",
+    "REFERENCE_STEPS",
+    "default_lr",
+    "depth_factor",
+    "horizon_factor",
+    "lr_rule_text",
+    "resolved_lr",
+]
 
 # optimizers whose per-coordinate step size does not depend on the estimate's scale
 ADAPTIVE = ("zo_sgd_sign", "zo_adam", "zo_adamu")
@@ -73,6 +94,23 @@ FIRST_ORDER_LR = 1e-4
 
 REFERENCE_STEPS = 150  # the run length the constants were validated at
 
+# adapter method -> κ of the per-coordinate curvature profile exp(−κ·x) over the block stack's depth
+# x (0 = input, 1 = output); methods not listed: flat (κ = 0, plain c/d)
+DEPTH_DECAY: dict[str, float] = {"tt": 3.5}
+
+
+def depth_factor(adapter: str, positions: list[tuple[int, float | None]]) -> float:
+    """``Σ w(x)·size / Σ size`` over the trainable tensors' ``(size, position)`` (see **Depth**):
+    1 for an adapter spread evenly over the stack, below 1 for one on the top blocks of a method
+    whose curvature falls with depth. The lr rule's d is multiplied by it."""
+    kappa = DEPTH_DECAY.get(adapter, 0.0)
+    total = sum(size for size, _ in positions)
+    if kappa <= 0 or total <= 0:
+        return 1.0
+    mean = (1.0 - math.exp(-kappa)) / kappa  # of exp(−κx) over x in [0, 1]
+    weighted = sum(size * (1.0 if x is None else math.exp(-kappa * x) / mean) for size, x in positions)
+    return weighted / total
+
 
 def horizon_factor(total_steps: int | None, reference: int = REFERENCE_STEPS) -> float:
     """``min(1, √(reference / total_steps))``: the best constant step of T noisy SGD steps scales as
@@ -96,12 +134,13 @@ def default_lr(
     trainable: int,
     options: dict[str, Any] | None = None,
     total_steps: int | None = None,
+    depth: float = 1.0,
 ) -> float:
     """The calibrated default lr for ``optimizer`` on ``trainable`` parameters of ``adapter``, for a
-    run of ``total_steps`` (None: the reference length)."""
+    run of ``total_steps`` (None: the reference length); ``depth`` is ``depth_factor``'s weight."""
     if optimizer == "fo_adamw":
         return FIRST_ORDER_LR
-    d = max(1, int(trainable))
+    d = max(1.0, float(trainable) * depth)
     c = constant(optimizer, adapter)
     if optimizer in ADAPTIVE:
         lr = c / math.sqrt(d)
@@ -113,24 +152,29 @@ def default_lr(
     return float(f"{lr * horizon_factor(total_steps):.3g}")
 
 
-def lr_rule_text(optimizer: str, adapter: str, trainable: int, total_steps: int | None = None) -> str:
+def lr_rule_text(
+    optimizer: str, adapter: str, trainable: int, total_steps: int | None = None, depth: float = 1.0
+) -> str:
     """One line saying where a default lr came from (logged at run start)."""
     if optimizer == "fo_adamw":
         return f"lr {FIRST_ORDER_LR:g} (first-order default)"
     c = constant(optimizer, adapter)
-    lr = default_lr(optimizer, adapter, trainable, total_steps=total_steps)
+    lr = default_lr(optimizer, adapter, trainable, total_steps=total_steps, depth=depth)
     factor = horizon_factor(total_steps)
     horizon = f" × √({REFERENCE_STEPS}/{total_steps} steps)" if factor < 1 else ""
+    dim = f"d = {trainable:,}"
+    if abs(depth - 1.0) > 1e-3:
+        dim += f" weighted by depth ×{depth:.3g} (DEPTH_DECAY)"
     if optimizer in ADAPTIVE:
-        return f"lr {lr:.3g} = {c:g}/√d{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
+        return f"lr {lr:.3g} = {c:g}/√d{horizon} for {adapter} with {optimizer}, {dim}"
     extra = " × (1 − momentum)" if optimizer in MOMENTUM_OPTIMIZERS else ""
-    return f"lr {lr:.3g} = {c:g}/d{extra}{horizon} for {adapter} with {optimizer}, d = {trainable:,}"
+    return f"lr {lr:.3g} = {c:g}/d{extra}{horizon} for {adapter} with {optimizer}, {dim}"
 
 
-def resolved_lr(cfg: Any, trainable: int, total_steps: int | None = None) -> float:
-    """``cfg.optimizer.lr`` when the user set one, else the calibrated default for this d and a run
-    of ``total_steps`` (default ``cfg.run.steps``)."""
+def resolved_lr(cfg: Any, trainable: int, total_steps: int | None = None, depth: float = 1.0) -> float:
+    """``cfg.optimizer.lr`` when the user set one, else the calibrated default for this d (weighted
+    by ``depth``, see ``depth_factor``) and a run of ``total_steps`` (default ``cfg.run.steps``)."""
     if cfg.optimizer.lr is not None:
         return float(cfg.optimizer.lr)
     steps = cfg.run.steps if total_steps is None else total_steps
-    return default_lr(cfg.optimizer.name, cfg.adapter.method, trainable, cfg.optimizer.options, steps)
+    return default_lr(cfg.optimizer.name, cfg.adapter.method, trainable, cfg.optimizer.options, steps, depth)
