@@ -284,12 +284,14 @@ def plot(rows: list[dict[str, Any]], zero_shot_acc: float | None) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
+    colors = plt.get_cmap("tab20").colors  # 12 rows: tab10 would repeat colours
+    for i, r in enumerate(rows):
         xs = [0] + [p["forward_passes"] for p in r["curve"]]
         ys = [zero_shot_acc if zero_shot_acc is not None else math.nan] + [
             p["test_acc_mean"] for p in r["curve"]
         ]
-        ax.plot(xs, ys, marker="o", label=r["row"])
+        adapter_row = r["row"].endswith(":mezo_sgd")  # adapter rows solid, optimizer rows dashed
+        ax.plot(xs, ys, marker="o", ls="-" if adapter_row else "--", color=colors[(2 * i) % 20 + i // 10], label=r["row"])
     if zero_shot_acc is not None:
         ax.axhline(zero_shot_acc, color="grey", ls=":", lw=1, label="zero-shot")
     ax.set_xlabel("training forward passes")
