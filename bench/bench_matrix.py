@@ -284,14 +284,14 @@ def plot(rows: list[dict[str, Any]], zero_shot_acc: float | None) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = plt.get_cmap("tab20").colors  # 12 rows: tab10 would repeat colours
+    colors = plt.get_cmap("tab20").colors  # the 10 dark shades, then the light ones (12 rows)
     for i, r in enumerate(rows):
         xs = [0] + [p["forward_passes"] for p in r["curve"]]
         ys = [zero_shot_acc if zero_shot_acc is not None else math.nan] + [
             p["test_acc_mean"] for p in r["curve"]
         ]
         adapter_row = r["row"].endswith(":mezo_sgd")  # adapter rows solid, optimizer rows dashed
-        ax.plot(xs, ys, marker="o", ls="-" if adapter_row else "--", color=colors[(2 * i) % 20 + i // 10], label=r["row"])
+        ax.plot(xs, ys, marker="o", ls="-" if adapter_row else "--", color=colors[2 * (i % 10) + i // 10], label=r["row"])
     if zero_shot_acc is not None:
         ax.axhline(zero_shot_acc, color="grey", ls=":", lw=1, label="zero-shot")
     ax.set_xlabel("training forward passes")

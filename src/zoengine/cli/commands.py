@@ -97,6 +97,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number_list(text: str, field: str) -> list[float]:
+    """``"1e-3, 3e-3"`` as floats, or a one-line error naming ``field``."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ZOError(f"expected comma-separated numbers (got {text!r})", field=field) from None
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     """Sweep lr (and ε with --eps-grid) on short runs; print, plot, cache and optionally write."""
     from zoengine.io import atomic_write_text
@@ -111,18 +119,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise ZOError(f"not a file: {write}", field="--write")
     lrs = None
     if args.lrs:
-        try:
-            lrs = [float(x) for x in args.lrs.split(",") if x.strip()]
-        except ValueError:
-            raise ZOError(f"expected comma-separated numbers (got {args.lrs!r})", field="--lrs") from None
+        lrs = _number_list(args.lrs, "--lrs")
     elif args.center is not None:
         lrs = lr_grid(args.center, args.candidates)
     eps_values = None
     if args.eps_grid:
-        try:
-            eps_values = [float(x) for x in args.eps_grid.split(",") if x.strip()]
-        except ValueError:
-            raise ZOError(f"expected comma-separated numbers (got {args.eps_grid!r})", field="--eps-grid") from None
+        eps_values = _number_list(args.eps_grid, "--eps-grid")
         if not eps_values or any(not (e > 0 and e < float("inf")) for e in eps_values):
             raise ZOError("every ε must be a finite number > 0", field="--eps-grid")
 
