@@ -101,7 +101,8 @@ def build_optimizer(
     without ``weight_decay`` gets ``cfg.weight_decay``. ``total_steps``/``steps_per_epoch`` feed
     the AdaZeta schedule (E_total = total/per-epoch) and ZO-AdaMU's default T1/T2/T3. ``lr``
     overrides ``cfg.lr``; when both are unset the calibrated default for ``adapter`` and the
-    groups' size is used.
+    groups' size is used (plain c/d: the groups carry no model, so no ``depth_factor``; the engine
+    passes ``lr`` with it).
     """
     validate_config(cfg)
     opts = parse_options(cfg.name, dict(cfg.options or {}))
